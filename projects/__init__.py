@@ -1,0 +1,1 @@
+"""Namespace for OpenMMLab-style projects; see ``projects/lung_nodule``."""

@@ -1,0 +1,13 @@
+"""Lung-nodule instance segmentation on chest CT, built on OpenMMLab registries.
+
+Configs load this package with::
+
+    custom_imports = dict(imports=['projects.lung_nodule'], allow_failed_imports=False)
+
+Importing it registers our modules (hooks, backbones, metrics, transforms) in the
+mmdet / mmpretrain / mmengine registries, and installs the torch >= 2.6 checkpoint
+loader of :mod:`projects.lung_nodule.checkpoint`.
+"""
+from .checkpoint import CHECKPOINT_SAFE_GLOBALS, load_checkpoint_file
+
+__all__ = ['CHECKPOINT_SAFE_GLOBALS', 'load_checkpoint_file']
