@@ -24,6 +24,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from projects.lung_nodule.engine import setup_cpu_distributed
 
 EVAL_CHOICES = ('bbox', 'segm', 'proposal', 'proposal_fast')
 
@@ -89,6 +90,8 @@ def main() -> Optional[dict]:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # --launcher pytorch without CUDA (e.g. tools/dist_test.sh on a CPU machine): gloo
+    setup_cpu_distributed(cfg, args.launcher)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

@@ -17,6 +17,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from projects.lung_nodule.engine import setup_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,6 +62,8 @@ def main() -> None:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # --launcher pytorch without CUDA (e.g. tools/dist_train.sh on a CPU machine): gloo
+    setup_cpu_distributed(cfg, args.launcher)
 
     # work_dir priority: CLI > config > ./work_dirs/<config name>
     if args.work_dir is not None:

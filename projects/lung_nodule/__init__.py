@@ -9,5 +9,6 @@ mmdet / mmpretrain / mmengine registries, and installs the torch >= 2.6 checkpoi
 loader of :mod:`projects.lung_nodule.checkpoint`.
 """
 from .checkpoint import CHECKPOINT_SAFE_GLOBALS, load_checkpoint_file
+from . import engine  # noqa: F401  (StagedUnfreezeHook: mmdet HOOKS)
 
 __all__ = ['CHECKPOINT_SAFE_GLOBALS', 'load_checkpoint_file']

@@ -1,0 +1,83 @@
+# LUNA16 slices as COCO instance segmentation, exported by data_prep/luna16_to_coco.py:
+#   data/luna16_coco/images/{train,val,test}/*.png
+#   data/luna16_coco/annotations/instances_{train,val,test}.json  (one class, 'nodule')
+#
+# It is chained on mmdet's COCO Mask R-CNN R101-FPN (rather than listed beside it in
+# a leaf's _base_) because mmengine forbids the same key in two sibling bases, and
+# mmdet's config already defines every data key: this piece overrides them all.
+# Chain: mmdet mask-rcnn_r101_fpn_1x_coco -> datasets/luna16_coco_instance (data)
+#        -> mask-rcnn_r101_fpn_luna16 (model) -> schedules/* -> configs/lung/*.py
+_base_ = 'mmdet::mask_rcnn/mask-rcnn_r101_fpn_1x_coco.py'
+
+dataset_type = 'CocoDataset'
+data_root = 'data/luna16_coco/'  # written by data_prep/luna16_to_coco.py
+metainfo = dict(classes=('nodule', ), palette=[(220, 20, 60)])
+backend_args = None
+
+# Slices are 8-bit PNGs of HU [-1024, 800] -> [0, 255], lung-masked; cv2 reads the
+# grey PNG as 3 equal channels, which is what the COCO-pretrained stem expects.
+# Resize keeps 512x512 slices at their native size (scale factor 1, never stretched),
+# where mmdet's COCO pipeline resizes to 1333x800. No RandomFlip: mmdet's COCO
+# pipeline flips left-right, which swaps the patient's left and right lungs.
+# (Translation and rotation, as the paper says, come with the augmentation work.)
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=(512, 512), keep_ratio=True),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale=(512, 512), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+
+# 2 slices per step, as Matterport's IMAGES_PER_GPU; slices without nodules are
+# left out of training (they stay in val/test, where they count as negatives).
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=2,
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='images/train/'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=0),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='images/val/'),
+        pipeline=test_pipeline))
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_test.json',
+        data_prefix=dict(img='images/test/'),
+        test_mode=True,
+        pipeline=test_pipeline))
+
+# COCO box and mask AP; `tools/test.py --eval segm` narrows `metric`.
+val_evaluator = dict(
+    type='CocoMetric',
+    ann_file=data_root + 'annotations/instances_val.json',
+    metric=['bbox', 'segm'],
+    backend_args=backend_args)
+test_evaluator = dict(
+    type='CocoMetric',
+    ann_file=data_root + 'annotations/instances_test.json',
+    metric=['bbox', 'segm'],
+    backend_args=backend_args)

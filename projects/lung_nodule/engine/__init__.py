@@ -1,0 +1,8 @@
+"""Training-time pieces for mmengine's Runner: hooks and launcher helpers.
+
+Importing it registers ``StagedUnfreezeHook`` in mmdet's ``HOOKS``.
+"""
+from .distributed import setup_cpu_distributed
+from .hooks import StagedUnfreezeHook
+
+__all__ = ['StagedUnfreezeHook', 'setup_cpu_distributed']
