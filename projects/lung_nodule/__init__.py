@@ -10,5 +10,6 @@ loader of :mod:`projects.lung_nodule.checkpoint`.
 """
 from .checkpoint import CHECKPOINT_SAFE_GLOBALS, load_checkpoint_file
 from . import engine  # noqa: F401  (StagedUnfreezeHook: mmdet HOOKS)
+from . import models  # noqa: F401  (ResNet20, PatchFolderDataset, BinaryAUC: mmpretrain)
 
 __all__ = ['CHECKPOINT_SAFE_GLOBALS', 'load_checkpoint_file']
