@@ -1,0 +1,26 @@
+"""CT knowledge, in one place: reading scans, world <-> voxel, HU window, lung mask,
+nodule spheres, and the LUNA16 layout.
+
+Used by ``data_prep/`` (the LUNA16 converters), by training-time code and by whole-scan
+inference, so that they cannot drift apart.
+
+Axis conventions (SimpleITK's, as MONAI's ITK reader): numpy volumes are ``(z, y, x)``;
+spacing, origin, indices and world points are ``(x, y, z)``; a slice pixel
+``(row, col)`` is ``(y index, x index)``; ``direction`` is ``GetDirection()``'s 9
+numbers (row-major 3x3).
+"""
+from .geometry import ScanGeometry
+from .io import CTScan, ScanReadError, read_scan, read_scan_geometry
+from .luna16 import (ANNOTATION_COLUMNS, NoduleAnnotation, RowProblem, find_scans,
+                     read_annotations, seriesuid_problem)
+from .lung import LungMask, LungMaskParams, segment_lungs
+from .sphere import cross_section_radius_mm, nearest_slices, sphere_cross_section
+from .window import HU_MAX, HU_MIN, hu_to_uint8, window_hu
+
+__all__ = [
+    'ANNOTATION_COLUMNS', 'CTScan', 'HU_MAX', 'HU_MIN', 'LungMask', 'LungMaskParams',
+    'NoduleAnnotation', 'RowProblem', 'ScanGeometry', 'ScanReadError',
+    'cross_section_radius_mm', 'find_scans', 'hu_to_uint8', 'nearest_slices',
+    'read_annotations', 'read_scan', 'read_scan_geometry', 'segment_lungs',
+    'seriesuid_problem', 'sphere_cross_section', 'window_hu',
+]
