@@ -1,0 +1,469 @@
+"""Plumbing shared by the LUNA16 converters: atomic writes, worker pools with progress
+bars, logging, input discovery, scan-level splits and the end-of-run summary.
+
+CT knowledge (geometry, lung mask, windowing, spheres) is *not* here: it is in
+:mod:`projects.lung_nodule.ct`, shared with training and inference.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from projects.lung_nodule.ct import (CTScan, LungMask, NoduleAnnotation, ScanGeometry,
+                                     find_scans, hu_to_uint8, nearest_slices,
+                                     read_annotations, sphere_cross_section)
+
+__all__ = [
+    'SPLITS', 'LocatedNodule', 'LunaInputs', 'RunSummary', 'add_input_args', 'add_run_args',
+    'add_split_args', 'assign_splits', 'atomic_write_bytes', 'atomic_write_json',
+    'atomic_write_text', 'encode_png', 'file_fingerprint', 'fingerprint', 'load_inputs',
+    'locate_nodules', 'nodule_masks_on_slice', 'read_patient_map', 'read_splits_csv',
+    'run_jobs', 'select_nodule_slices', 'setup_logging', 'slice_to_uint8',
+    'splits_for_inputs', 'write_splits_csv',
+]
+
+logger = logging.getLogger('data_prep')
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+SPLITS = ('train', 'val', 'test')
+T = TypeVar('T')
+R = TypeVar('R')
+
+
+# ---------------------------------------------------------------- logging / args
+class _TqdmHandler(logging.Handler):
+    """Logging through ``tqdm.write`` so that messages do not break progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Send the ``data_prep`` logger to stderr through tqdm (idempotent)."""
+    if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
+        handler = _TqdmHandler()
+        handler.setFormatter(logging.Formatter('%(levelname)s %(message)s'))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+def add_input_args(parser: argparse.ArgumentParser) -> None:
+    """``--luna-root``, ``--annotations``, ``--out``."""
+    parser.add_argument('--luna-root', type=Path, required=True,
+                        help='LUNA16 root holding subset*/<seriesuid>.mhd (+ .raw)')
+    parser.add_argument('--annotations', type=Path, required=True,
+                        help='LUNA16 annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm; '
+                             'world mm)')
+    parser.add_argument('--out', type=Path, required=True, help='output folder')
+
+
+def add_split_args(parser: argparse.ArgumentParser) -> None:
+    """``--split``, ``--split-seed``, ``--patient-map``."""
+    parser.add_argument('--split', type=float, nargs=3, default=(0.6, 0.2, 0.2),
+                        metavar=('TRAIN', 'VAL', 'TEST'),
+                        help='fractions of scans per split (default: 0.6 0.2 0.2)')
+    parser.add_argument('--split-seed', type=int, default=0,
+                        help='seed of the scan-level split (default: 0)')
+    parser.add_argument('--patient-map', type=Path, default=None,
+                        help='optional CSV seriesuid,patient_id: scans of one patient stay in one '
+                             'split (LUNA16 itself has no patient id)')
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--strict``, ``--overwrite``, ``--verbose``."""
+    parser.add_argument('--workers', type=_positive_int, default=1,
+                        help='parallel worker processes, one scan each (default: 1)')
+    parser.add_argument('--strict', action='store_true',
+                        help='exit non-zero when any input problem was met (default: only when '
+                             'nothing could be done)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='redo every scan instead of resuming from finished ones')
+    parser.add_argument('--verbose', action='store_true', help='debug messages')
+
+
+# ---------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder + rename.
+
+    A reader (or a resumed run) sees either the old file or the whole new one, never a
+    partial one; the temporary file is removed if anything fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode('utf-8'))
+
+
+def atomic_write_json(path: Path, obj: Any, indent: int | None = None) -> None:
+    """:func:`atomic_write_bytes` for JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encode a 2D uint8 array as an 8-bit single-channel PNG (no resizing)."""
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f'expected a 2D uint8 image, got {image.dtype} {image.shape}')
+    ok, buffer = cv2.imencode('.png', image)
+    if not ok:  # pragma: no cover - cv2 fails only on invalid input
+        raise RuntimeError(f'PNG encoding failed for an image of shape {image.shape}')
+    return buffer.tobytes()
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of a JSON-able object (options, inputs) for resuming."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_fingerprint(mhd_path: Path) -> list:
+    """Size and mtime of a ``.mhd`` and its ``.raw``: a re-downloaded scan is redone."""
+    out: list = []
+    for path in (mhd_path, mhd_path.with_suffix('.raw')):
+        try:
+            stat = path.stat()
+            out.append([path.name, stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            out.append([path.name, None, None])
+    return out
+
+
+# ---------------------------------------------------------------- workers
+def run_jobs(func: Callable[[T], R], jobs: Sequence[T], workers: int, desc: str) -> list[R]:
+    """Run ``func`` on every job, in ``workers`` processes, with a progress bar.
+
+    Results come back in job order. ``func`` must catch its own per-job errors (a
+    failed scan is a result, not an exception) so that one bad scan never stops a run.
+    """
+    if not jobs:
+        return []
+    bar = tqdm(total=len(jobs), desc=desc, unit='scan', dynamic_ncols=True,
+               disable=None)
+    results: list[R] = [None] * len(jobs)  # type: ignore[list-item]
+    try:
+        if workers <= 1 or len(jobs) == 1:
+            for i, job in enumerate(jobs):
+                results[i] = func(job)
+                bar.update()
+        else:
+            with get_context('spawn' if sys.platform == 'win32' else 'fork').Pool(
+                    min(workers, len(jobs)), maxtasksperchild=50) as pool:
+                indexed = pool.imap_unordered(_call_indexed, [(func, i, job) for i, job in enumerate(jobs)])
+                for i, result in indexed:
+                    results[i] = result
+                    bar.update()
+    finally:
+        bar.close()
+    return results
+
+
+def _call_indexed(item: tuple[Callable[[T], R], int, T]) -> tuple[int, R]:
+    func, i, job = item
+    return i, func(job)
+
+
+# ---------------------------------------------------------------- summary
+@dataclass
+class RunSummary:
+    """Counts and problems of a run, logged at the end and saved as ``summary.json``."""
+
+    counts: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+    skipped_scans: dict[str, str] = field(default_factory=dict)
+
+    def warn(self, message: str) -> None:
+        """Record and log a problem that did not stop the run."""
+        self.problems.append(message)
+        logger.warning(message)
+
+    def skip_scan(self, uid: str, reason: str) -> None:
+        """Record a scan that could not be processed."""
+        self.skipped_scans[uid] = reason
+        logger.warning('skipped scan %s: %s', uid, reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        return {'counts': dict(sorted(self.counts.items())), 'problems': self.problems,
+                'skipped_scans': self.skipped_scans}
+
+    def log(self, title: str) -> None:
+        """Log the summary block."""
+        lines = [f'{title}:'] + [f'  {k}: {v}' for k, v in sorted(self.counts.items())]
+        lines.append(f'  input problems: {len(self.problems)}')
+        if self.skipped_scans:
+            lines.append(f'  skipped scans ({len(self.skipped_scans)}):')
+            lines += [f'    {uid}: {reason}' for uid, reason in sorted(self.skipped_scans.items())]
+        logger.info('\n'.join(lines))
+
+    def exit_code(self, done_anything: bool, strict: bool) -> int:
+        """0, or 1 when nothing could be done or (``strict``) when any problem was met."""
+        if not done_anything:
+            logger.error('nothing could be done')
+            return 1
+        if strict and (self.problems or self.skipped_scans):
+            logger.error('--strict: %d input problems, %d skipped scans',
+                         len(self.problems), len(self.skipped_scans))
+            return 1
+        return 0
+
+
+# ---------------------------------------------------------------- inputs
+@dataclass
+class LunaInputs:
+    """Scans found on disk and the valid nodules of each (missing scans left out)."""
+
+    scans: dict[str, Path]
+    nodules: dict[str, list[NoduleAnnotation]]
+    num_nodule_rows: int
+
+
+def load_inputs(luna_root: Path, annotations: Path, summary: RunSummary) -> LunaInputs:
+    """Find scans, read the CSV; every problem goes to ``summary`` with file/row named.
+
+    Raises:
+        FileNotFoundError / ValueError: The root or the CSV cannot be used at all.
+    """
+    scans, scan_problems = find_scans(luna_root)
+    for message in scan_problems:
+        summary.warn(message)
+    nodules, row_problems = read_annotations(annotations)
+    for problem in row_problems:
+        summary.warn(f'bad annotation row, left out: {problem}')
+    by_scan: dict[str, list[NoduleAnnotation]] = defaultdict(list)
+    for nodule in nodules:
+        by_scan[nodule.seriesuid].append(nodule)
+    missing = sorted(set(by_scan) - set(scans))
+    for uid in missing:
+        rows = ', '.join(str(n.line) for n in by_scan[uid])
+        summary.warn(f'{annotations}: seriesuid {uid} (line {rows}) has no scan under '
+                     f'{luna_root} (subset not downloaded?); its nodules are left out')
+    summary.counts['scans_found'] = len(scans)
+    summary.counts['nodule_rows_valid'] = len(nodules)
+    summary.counts['nodule_rows_bad'] = len(row_problems)
+    summary.counts['nodules_without_scan'] = sum(len(by_scan[u]) for u in missing)
+    return LunaInputs(scans=scans, nodules={u: by_scan.get(u, []) for u in scans},
+                      num_nodule_rows=len(nodules))
+
+
+# ---------------------------------------------------------------- splits
+def read_patient_map(path: Path) -> dict[str, str]:
+    """``seriesuid,patient_id`` CSV -> mapping (header required)."""
+    mapping: dict[str, str] = {}
+    with open(path, newline='', encoding='utf-8-sig') as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {'seriesuid', 'patient_id'} <= set(reader.fieldnames):
+            raise ValueError(f'{path}: header must contain seriesuid,patient_id, '
+                             f'got {reader.fieldnames!r}')
+        for row in reader:
+            uid, patient = (row['seriesuid'] or '').strip(), (row['patient_id'] or '').strip()
+            if not uid or not patient:
+                raise ValueError(f'{path}, line {reader.line_num}: empty seriesuid or patient_id')
+            mapping[uid] = patient
+    return mapping
+
+
+def _apportion(n: int, fractions: Sequence[float]) -> list[int]:
+    """Largest-remainder split of ``n`` items by ``fractions`` (which sum to 1)."""
+    raw = [n * f for f in fractions]
+    counts = [int(math.floor(r)) for r in raw]
+    order = sorted(range(len(raw)), key=lambda i: (-(raw[i] - counts[i]), i))
+    for i in order[:n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def assign_splits(uids: Iterable[str], fractions: Sequence[float], seed: int,
+                  positive: Iterable[str] = (),
+                  patient_map: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Scan-level split, deterministic from ``seed`` and the set of scans.
+
+    Scans are grouped by patient (``patient_map``; a scan not in it is its own patient),
+    groups with and without nodules (``positive``) are shuffled and apportioned
+    separately, so that val/test get nodule scans even on small sets. Every scan gets a
+    split and all scans of a patient get the same one.
+
+    Args:
+        uids: All scans (with and without nodules).
+        fractions: ``(train, val, test)``, non-negative, summing to 1.
+        seed: Shuffling seed.
+        positive: The scans with at least one nodule.
+        patient_map: Optional seriesuid -> patient id.
+
+    Returns:
+        seriesuid -> ``'train' | 'val' | 'test'``.
+    """
+    fractions = [float(f) for f in fractions]
+    if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0,
+                                                                      abs_tol=1e-6):
+        raise ValueError(f'split fractions must be 3 non-negative numbers summing to 1, '
+                         f'got {fractions}')
+    patient_map = patient_map or {}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for uid in sorted(set(uids)):
+        groups[patient_map.get(uid, f'scan:{uid}')].append(uid)
+    positive = set(positive)
+    rng = np.random.default_rng(seed)
+    out: dict[str, str] = {}
+    for has_nodules in (True, False):
+        names = sorted(g for g, members in groups.items()
+                       if any(m in positive for m in members) == has_nodules)
+        names = [names[i] for i in rng.permutation(len(names))]
+        start = 0
+        for split, count in zip(SPLITS, _apportion(len(names), fractions)):
+            for name in names[start:start + count]:
+                for uid in groups[name]:
+                    out[uid] = split
+            start += count
+    return out
+
+
+def write_splits_csv(path: Path, splits: Mapping[str, str]) -> None:
+    """``seriesuid,split`` for every scan, sorted by seriesuid (atomic)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator='\n')
+    writer.writerow(['seriesuid', 'split'])
+    for uid in sorted(splits):
+        writer.writerow([uid, splits[uid]])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_splits_csv(path: Path) -> dict[str, str]:
+    """Read a ``splits.csv`` written by :func:`write_splits_csv`."""
+    out: dict[str, str] = {}
+    with open(path, newline='', encoding='utf-8') as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {'seriesuid', 'split'} <= set(reader.fieldnames):
+            raise ValueError(f'{path}: header must be seriesuid,split, got {reader.fieldnames!r}')
+        for row in reader:
+            if row['split'] not in SPLITS:
+                raise ValueError(f'{path}, line {reader.line_num}: split must be one of '
+                                 f'{SPLITS}, got {row["split"]!r}')
+            out[row['seriesuid']] = row['split']
+    return out
+
+
+def splits_for_inputs(inputs: LunaInputs, args: argparse.Namespace, summary: RunSummary,
+                      splits_csv: Path | None = None) -> dict[str, str]:
+    """The split of every found scan: from ``splits_csv`` when given, else computed.
+
+    Scans found on disk but absent from a given ``splits_csv`` are left out with a
+    warning (they were not part of the run that made the file).
+    """
+    if splits_csv is not None:
+        given = read_splits_csv(splits_csv)
+        for uid in sorted(set(inputs.scans) - set(given)):
+            summary.warn(f'{splits_csv}: scan {uid} has no split; left out')
+        for uid in sorted(set(given) - set(inputs.scans)):
+            summary.warn(f'{splits_csv}: scan {uid} listed but not found under the LUNA16 root')
+        return {uid: split for uid, split in given.items() if uid in inputs.scans}
+    patient_map = read_patient_map(args.patient_map) if args.patient_map else None
+    if patient_map is not None:
+        unmapped = sorted(set(inputs.scans) - set(patient_map))
+        if unmapped:
+            summary.warn(f'{args.patient_map}: {len(unmapped)} scans have no patient id and are '
+                         f'their own patient (first: {unmapped[0]})')
+    positive = [uid for uid, nodules in inputs.nodules.items() if nodules]
+    return assign_splits(inputs.scans, args.split, args.split_seed, positive, patient_map)
+
+
+# ---------------------------------------------------------------- nodules on slices
+@dataclass(frozen=True)
+class LocatedNodule:
+    """A nodule and its continuous voxel index ``(x, y, z)`` in one scan."""
+
+    annotation: NoduleAnnotation
+    centre_index_xyz: tuple[float, float, float]
+
+
+def locate_nodules(geometry: ScanGeometry, nodules: Sequence[NoduleAnnotation],
+                   scan_path: Path) -> tuple[list[LocatedNodule], list[str]]:
+    """World centres -> voxel indices (origin, spacing, direction); outside ones reported."""
+    located: list[LocatedNodule] = []
+    problems: list[str] = []
+    if not nodules:
+        return located, problems
+    indices = geometry.world_to_index(np.array([n.coord_xyz for n in nodules]))
+    for nodule, index in zip(nodules, indices):
+        if geometry.contains_index(index):
+            located.append(LocatedNodule(nodule, tuple(float(v) for v in index)))
+        else:
+            problems.append(
+                f'annotations line {nodule.line}: nodule centre {nodule.coord_xyz} mm of '
+                f'{nodule.seriesuid} maps to voxel (x, y, z) = '
+                f'({index[0]:.1f}, {index[1]:.1f}, {index[2]:.1f}), outside {scan_path.name} '
+                f'of size {geometry.size_xyz}; nodule left out')
+    return located, problems
+
+
+def select_nodule_slices(located: Sequence[LocatedNodule], num_slices: int,
+                         per_nodule: int) -> list[int]:
+    """The union (each slice once, sorted) of the ``per_nodule`` slices nearest each centre."""
+    chosen: set[int] = set()
+    for nodule in located:
+        chosen.update(nearest_slices(nodule.centre_index_xyz[2], num_slices, per_nodule))
+    return sorted(chosen)
+
+
+def nodule_masks_on_slice(located: Sequence[LocatedNodule], z_index: int,
+                          geometry: ScanGeometry) -> list[tuple[LocatedNodule, np.ndarray]]:
+    """Cross-section masks of every nodule that cuts slice ``z_index`` (non-empty only)."""
+    shape_yx = geometry.shape_zyx[1:]
+    out = []
+    for nodule in located:
+        mask = sphere_cross_section(shape_yx, nodule.centre_index_xyz,
+                                    nodule.annotation.radius_mm, z_index, geometry.spacing_xyz)
+        if mask.any():
+            out.append((nodule, mask))
+    return out
+
+
+def slice_to_uint8(scan: CTScan, z_index: int, lungs: LungMask | None) -> np.ndarray:
+    """Slice ``z_index`` windowed to [-1024, 800] HU as uint8; outside the lung set to 0.
+
+    Only this slice is converted (a new array); the scan's data is never modified.
+    """
+    image = hu_to_uint8(scan.array[z_index])
+    if lungs is not None:
+        image[~lungs.slice(z_index)] = 0
+    return image

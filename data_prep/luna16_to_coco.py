@@ -1,0 +1,328 @@
+#!/usr/bin/env python
+"""LUNA16 -> COCO instance segmentation of 2D slices (the paper's section III-B).
+
+For every nodule of ``annotations.csv`` (world mm centre + diameter):
+
+1. world -> voxel with origin, spacing **and direction** (SimpleITK's transform);
+2. the 3 slices nearest its centre are exported (each slice once per scan), and on each
+   exported slice every nodule whose sphere cuts it is annotated with the sphere's
+   cross-section (radius ``sqrt(r^2 - dz^2)`` mm, a pixel inside when its centre is);
+   cross-sections under ``--min-area`` pixels are dropped and counted;
+3. the lungs are segmented (:class:`projects.lung_nodule.ct.LungMask`) and pixels
+   outside them set to 0 (``--no-lung-mask`` keeps them);
+4. HU clipped to [-1024, 800], scaled to [0, 1], saved as 8-bit PNG at native size, in
+   the volume's array order (row = y index, column = x index), never reoriented.
+
+Outputs (``data_root`` of the Mask R-CNN configs)::
+
+    OUT/images/{train,val,test}/<seriesuid>_z<zzzz>.png
+    OUT/annotations/instances_{train,val,test}.json
+    OUT/splits.csv        seriesuid,split for every scan found (those without nodules too)
+    OUT/summary.json      counts, input problems, skipped scans
+
+COCO image entries also carry ``seriesuid``, ``z_index``, ``spacing_xyz``,
+``origin_xyz`` and ``direction``; annotations carry ``nodule_id`` (the same on the
+slices of one nodule) and ``diameter_mm``; masks are compressed RLE.
+
+Runs are resumable: each finished scan leaves ``OUT/.scans/<seriesuid>.json`` (written
+last, atomically); a re-run skips scans whose record matches the inputs and options,
+then assembles the JSON files again.
+
+Example::
+
+    python data_prep/luna16_to_coco.py --luna-root data/LUNA16 \\
+        --annotations data/LUNA16/annotations.csv --out data/luna16_coco --workers 2
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+if __package__ in (None, ''):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from data_prep.common import (SPLITS, RunSummary, add_input_args, add_run_args, add_split_args,
+                              atomic_write_bytes, atomic_write_json, encode_png, file_fingerprint,
+                              fingerprint, load_inputs, locate_nodules, nodule_masks_on_slice,
+                              run_jobs, select_nodule_slices, setup_logging, slice_to_uint8,
+                              splits_for_inputs, write_splits_csv)
+from projects.lung_nodule.ct import (LungMask, NoduleAnnotation, ScanReadError, read_scan)
+
+__all__ = ['CATEGORIES', 'CocoOptions', 'ScanJob', 'assemble_coco', 'convert', 'export_scan',
+           'main', 'mask_to_annotation', 'parse_args']
+
+logger = logging.getLogger('data_prep')
+CATEGORIES = [{'id': 1, 'name': 'nodule'}]
+RECORD_VERSION = 1
+_PNG_NAME = re.compile(r'^(?P<uid>.+)_z(?P<z>\d{4,})\.png$')
+
+
+@dataclass(frozen=True)
+class CocoOptions:
+    """Options that shape every scan's output (part of the resume fingerprint)."""
+
+    slices_per_nodule: int = 3
+    min_area: int = 5
+    lung_mask: bool = True
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """One scan to export."""
+
+    seriesuid: str
+    mhd_path: Path
+    nodules: tuple[NoduleAnnotation, ...]
+    split: str
+    out_dir: Path
+    options: CocoOptions
+
+    def fingerprint(self) -> str:
+        """Hash of everything the scan's output depends on."""
+        return fingerprint({'version': RECORD_VERSION, 'split': self.split,
+                            'options': self.options.__dict__,
+                            'nodules': [(n.coord_xyz, n.diameter_mm, n.index_in_scan)
+                                        for n in self.nodules],
+                            'files': file_fingerprint(self.mhd_path)})
+
+    @property
+    def record_path(self) -> Path:
+        """Where the finished scan's record goes."""
+        return self.out_dir / '.scans' / f'{self.seriesuid}.json'
+
+
+def mask_to_annotation(mask: np.ndarray) -> dict[str, Any]:
+    """Compressed RLE, ``area`` (pixels) and ``bbox`` ``[x, y, w, h]`` of a 2D bool mask."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle['counts'] = rle['counts'].decode('ascii')
+    ys, xs = np.nonzero(mask)
+    x0, y0 = int(xs.min()), int(ys.min())
+    return {'segmentation': rle, 'area': int(mask.sum()),
+            'bbox': [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]}
+
+
+def _remove_scan_pngs(out_dir: Path, uid: str) -> None:
+    for split in SPLITS:
+        folder = out_dir / 'images' / split
+        if folder.is_dir():
+            for path in folder.glob(f'{uid}_z*.png'):
+                match = _PNG_NAME.match(path.name)
+                if match and match['uid'] == uid:
+                    path.unlink()
+
+
+def export_scan(job: ScanJob) -> dict[str, Any]:
+    """Export one scan's nodule slices and annotations; never raises for bad input.
+
+    Returns:
+        ``{'seriesuid', 'status': 'done' | 'failed', 'reason', 'record', 'problems'}``;
+        ``record`` (also written to ``OUT/.scans/``) holds the image entries (with their
+        annotations, ids not yet assigned) and the scan's counts.
+    """
+    written: list[Path] = []
+    try:
+        _remove_scan_pngs(job.out_dir, job.seriesuid)
+        job.record_path.unlink(missing_ok=True)
+        scan = read_scan(job.mhd_path)
+        geometry = scan.geometry
+        located, problems = locate_nodules(geometry, job.nodules, job.mhd_path)
+        num_slices = geometry.shape_zyx[0]
+        slices = select_nodule_slices(located, num_slices, job.options.slices_per_nodule)
+        lungs = LungMask(scan.array, geometry.spacing_xyz) if job.options.lung_mask and slices else None
+        counts = {'nodules': len(job.nodules), 'nodules_located': len(located),
+                  'nodules_outside_volume': len(job.nodules) - len(located),
+                  'cross_sections_too_small': 0, 'slices_without_annotation': 0,
+                  'nodule_pixels': 0, 'nodule_pixels_in_lung': 0}
+        annotated_nodules: set[str] = set()
+        images = []
+        for z in slices:
+            annotations = []
+            lung_slice = lungs.slice(z) if lungs is not None else None
+            for nodule, mask in nodule_masks_on_slice(located, z, geometry):
+                area = int(mask.sum())
+                if area < job.options.min_area:
+                    counts['cross_sections_too_small'] += 1
+                    continue
+                counts['nodule_pixels'] += area
+                if lung_slice is not None:
+                    counts['nodule_pixels_in_lung'] += int((mask & lung_slice).sum())
+                annotated_nodules.add(nodule.annotation.nodule_id)
+                annotations.append({**mask_to_annotation(mask), 'category_id': 1, 'iscrowd': 0,
+                                    'nodule_id': nodule.annotation.nodule_id,
+                                    'diameter_mm': nodule.annotation.diameter_mm})
+            if not annotations:
+                counts['slices_without_annotation'] += 1
+                continue
+            image = slice_to_uint8(scan, z, lungs if job.options.lung_mask else None)
+            name = f'{job.seriesuid}_z{z:04d}.png'
+            path = job.out_dir / 'images' / job.split / name
+            written.append(path)
+            atomic_write_bytes(path, encode_png(image))
+            images.append({'file_name': name, 'height': int(image.shape[0]),
+                           'width': int(image.shape[1]), 'seriesuid': job.seriesuid,
+                           'z_index': int(z), **geometry.as_dict(), 'annotations': annotations})
+        for nodule in located:
+            if nodule.annotation.nodule_id not in annotated_nodules:
+                problems.append(f'annotations line {nodule.annotation.line}: nodule '
+                                f'{nodule.annotation.nodule_id} ({nodule.annotation.diameter_mm:.2f} '
+                                f'mm) has no cross-section of >= {job.options.min_area} px on '
+                                f'its {job.options.slices_per_nodule} slices')
+        counts['nodules_without_annotation'] = len(located) - len(annotated_nodules)
+        counts['slices'] = len(images)
+        counts['annotations'] = sum(len(im['annotations']) for im in images)
+        record = {'fingerprint': job.fingerprint(), 'seriesuid': job.seriesuid,
+                  'split': job.split, 'images': images, 'counts': counts, 'problems': problems}
+        atomic_write_json(job.record_path, record)
+        return {'seriesuid': job.seriesuid, 'status': 'done', 'record': record,
+                'problems': problems}
+    except (ScanReadError, ValueError, MemoryError) as exc:
+        reason = str(exc)
+    except Exception as exc:  # an unexpected error on one scan must not stop the run
+        reason = f'{type(exc).__name__}: {exc}'
+    for path in written:
+        path.unlink(missing_ok=True)
+    return {'seriesuid': job.seriesuid, 'status': 'failed', 'reason': reason, 'problems': []}
+
+
+def _load_record(job: ScanJob) -> dict[str, Any] | None:
+    try:
+        record = json.loads(job.record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get('fingerprint') != job.fingerprint():
+        return None
+    for image in record['images']:
+        if not (job.out_dir / 'images' / job.split / image['file_name']).is_file():
+            return None
+    return record
+
+
+def assemble_coco(records: Sequence[dict[str, Any]], split: str) -> dict[str, Any]:
+    """One split's COCO dict from scan records (ids by seriesuid then z: deterministic)."""
+    images, annotations = [], []
+    for record in sorted(records, key=lambda r: r['seriesuid']):
+        for entry in sorted(record['images'], key=lambda im: im['z_index']):
+            image_id = len(images) + 1
+            images.append({'id': image_id, **{k: v for k, v in entry.items() if k != 'annotations'}})
+            for ann in entry['annotations']:
+                annotations.append({'id': len(annotations) + 1, 'image_id': image_id, **ann})
+    return {'info': {'description': f'LUNA16 nodule slices, {split} split (data_prep/luna16_to_coco.py)',
+                     'date_created': datetime.date.today().isoformat(), 'version': '1.0'},
+            'licenses': [], 'images': images, 'annotations': annotations,
+            'categories': CATEGORIES}
+
+
+def _remove_stale_pngs(out_dir: Path, kept: set[tuple[str, str]]) -> int:
+    removed = 0
+    for split in SPLITS:
+        folder = out_dir / 'images' / split
+        if not folder.is_dir():
+            continue
+        for path in folder.glob('*.png'):
+            if _PNG_NAME.match(path.name) and (split, path.name) not in kept:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def convert(luna_root: Path, annotations: Path, out_dir: Path, args: argparse.Namespace,
+            summary: RunSummary) -> bool:
+    """The whole conversion; returns whether anything could be done."""
+    inputs = load_inputs(luna_root, annotations, summary)
+    if not inputs.scans:
+        summary.warn(f'no <seriesuid>.mhd found under {luna_root}')
+        return False
+    splits = splits_for_inputs(inputs, args, summary)
+    options = CocoOptions(slices_per_nodule=args.slices_per_nodule, min_area=args.min_area,
+                          lung_mask=not args.no_lung_mask)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_splits_csv(out_dir / 'splits.csv', splits)
+    jobs = [ScanJob(uid, inputs.scans[uid], tuple(inputs.nodules[uid]), splits[uid], out_dir, options)
+            for uid in sorted(splits)]
+    records: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        record = None if args.overwrite else _load_record(job)
+        if record is not None:
+            records[job.seriesuid] = record
+        else:
+            todo.append(job)
+    summary.counts['scans_resumed'] = len(records)
+    if records:
+        logger.info('resuming: %d of %d scans already done', len(records), len(jobs))
+    for result in run_jobs(export_scan, todo, args.workers, desc='scans -> COCO slices'):
+        if result['status'] == 'done':
+            records[result['seriesuid']] = result['record']
+        else:
+            summary.skip_scan(result['seriesuid'], result['reason'])
+    for uid in sorted(records):
+        for message in records[uid]['problems']:
+            summary.warn(f'{uid}: {message}')
+        for key, value in records[uid]['counts'].items():
+            summary.counts[key] += value
+    summary.counts['scans_processed'] = len(records)
+    summary.counts['scans_without_nodules'] = sum(not records[u]['counts']['nodules'] for u in records)
+    kept = set()
+    for split in SPLITS:
+        coco = assemble_coco([r for r in records.values() if r['split'] == split], split)
+        atomic_write_json(out_dir / 'annotations' / f'instances_{split}.json', coco)
+        kept.update((split, im['file_name']) for im in coco['images'])
+        summary.counts[f'images_{split}'] = len(coco['images'])
+        summary.counts[f'annotations_{split}'] = len(coco['annotations'])
+        summary.counts[f'scans_{split}'] = sum(1 for s in splits.values() if s == split)
+    summary.counts['stale_pngs_removed'] = _remove_stale_pngs(out_dir, kept)
+    if summary.counts['nodule_pixels']:
+        summary.counts['nodule_pixels_in_lung_permille'] = round(
+            1000 * summary.counts['nodule_pixels_in_lung'] / summary.counts['nodule_pixels'])
+    return bool(records)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(
+        description='LUNA16 -> COCO instance segmentation: 3 slices per nodule, sphere '
+                    'cross-section masks (RLE), lung-masked 8-bit PNGs, scan-level splits.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_input_args(parser)
+    add_split_args(parser)
+    parser.add_argument('--min-area', type=int, default=CocoOptions.min_area,
+                        help='drop cross-sections smaller than this many pixels')
+    parser.add_argument('--slices-per-nodule', type=int, default=CocoOptions.slices_per_nodule,
+                        help='slices exported around each nodule centre')
+    parser.add_argument('--no-lung-mask', action='store_true',
+                        help='keep the pixels outside the lungs')
+    add_run_args(parser)
+    args = parser.parse_args(argv)
+    if args.min_area < 1 or args.slices_per_nodule < 1:
+        parser.error('--min-area and --slices-per-nodule must be >= 1')
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (see ``--strict``)."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    summary = RunSummary()
+    try:
+        done = convert(args.luna_root, args.annotations, args.out, args, summary)
+    except (FileNotFoundError, ValueError) as exc:
+        logger.error('%s', exc)
+        return 1
+    atomic_write_json(args.out / 'summary.json', summary.as_dict(), indent=1)
+    summary.log(f'luna16_to_coco -> {args.out}')
+    return summary.exit_code(done, args.strict)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
