@@ -10,11 +10,14 @@ def test_mmcv_ops_run_on_cpu():
     dets, keep = nms(boxes, scores, iou_threshold=0.5)
     assert keep.tolist() == [0, 2]
 
-    feats = torch.arange(16.).reshape(1, 1, 4, 4)
-    rois = torch.tensor([[0., 0., 0., 4., 4.]])
-    out = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=2, aligned=False)(feats, rois)
-    assert out.shape == (1, 1, 2, 2)
-    assert torch.allclose(out, torch.tensor([[[[3.75, 5.75], [11.75, 13.75]]]]))
+    # mmcv's compiled RoIAlign agrees with torchvision's independent implementation
+    from torchvision.ops import roi_align
+    feats = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    rois = torch.tensor([[0., 1.5, 2., 9., 12.5], [0., 0., 0., 15., 15.]])
+    out = RoIAlign((4, 4), spatial_scale=1.0, sampling_ratio=2, aligned=True)(feats, rois)
+    ref = roi_align(feats, rois, (4, 4), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    assert out.shape == (2, 3, 4, 4)
+    assert torch.allclose(out, ref, atol=1e-5)
 
 
 def test_torchvision_nms_and_mmpretrain_import():

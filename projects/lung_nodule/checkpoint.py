@@ -15,12 +15,14 @@ the rest of the process keeps torch's default allow-list.
 ``builtins.getattr`` is *not* allow-listed as such: a pickle that may call
 ``getattr`` can walk from any allowed object to anything reachable from it (a
 function's ``__globals__``, a module, ``os.system``). The only use of it in an
-mmengine checkpoint is numpy's pickling of ``numpy.dtypes.*DType`` classes (for
-example ``getattr(numpy.dtypes, 'Float64DType')``), so ``getattr`` is mapped to
-:func:`_dtype_class_getattr`, which answers only that question.
+mmengine checkpoint is ``HistoryBuffer``'s table of statistics methods, pickled as
+``getattr(HistoryBuffer, 'mean')`` and so on, so ``getattr`` is mapped to
+:func:`_history_buffer_getattr`, which answers only that question.
 """
+import _codecs
 import collections
 import os.path as osp
+import pickle
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
@@ -31,17 +33,24 @@ from mmengine.runner import CheckpointLoader
 __all__ = ['CHECKPOINT_SAFE_GLOBALS', 'load_checkpoint_file']
 
 
-def _dtype_class_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` restricted to ``numpy.dtypes.<X>DType`` classes.
+# HistoryBuffer fills its class-level table lazily, in __init__; a fresh process that
+# loads a checkpoint before building any buffer still has to admit the built-in ones.
+_HISTORY_BUFFER_STATISTICS = frozenset({'current', 'max', 'mean', 'min'})
 
-    Stands in for ``builtins.getattr`` while unpickling a checkpoint.
+
+def _history_buffer_getattr(obj: Any, name: Any) -> Any:
+    """``getattr`` restricted to the statistics methods of ``HistoryBuffer``.
+
+    Stands in for ``builtins.getattr`` while unpickling a checkpoint: mmengine's
+    ``HistoryBuffer._statistics_methods`` holds its methods (``mean``, ``min``,
+    ``current``, ...), which pickle writes as ``getattr(HistoryBuffer, 'mean')``.
     """
-    value = getattr(obj, name, None) if isinstance(name, str) else None
-    if obj is np.dtypes and isinstance(value, type) and issubclass(value, np.dtype):
-        return value
-    raise torch.serialization.pickle.UnpicklingError(
-        f'checkpoint asks for getattr({obj!r}, {name!r}); only numpy.dtypes.<X>DType '
-        'classes may be looked up this way while loading a checkpoint')
+    allowed = _HISTORY_BUFFER_STATISTICS | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({obj!r}, {name!r}); while loading a checkpoint only '
+        f'the HistoryBuffer statistics {sorted(allowed)} may be looked up this way')
 
 
 def _numpy_core_name(attr: str) -> str:
@@ -53,7 +62,7 @@ def _numpy_core_name(attr: str) -> str:
 def _safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     safe: List[Union[Callable, Tuple[Callable, str]]] = [
-        (_dtype_class_getattr, 'builtins.getattr'),
+        (_history_buffer_getattr, 'builtins.getattr'),
         collections.Counter,
         collections.OrderedDict,
         HistoryBuffer,
@@ -62,11 +71,13 @@ def _safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
         (multiarray._reconstruct, _numpy_core_name('_reconstruct')),
         (multiarray.scalar, _numpy_core_name('scalar')),
     ]
-    # numpy >= 1.25 pickles dtypes as instances of numpy.dtypes.<X>DType
+    # numpy >= 1.25: np.dtype('f8') builds an instance of numpy.dtypes.Float64DType, and
+    # torch admits a built object only if its class is allow-listed too
     safe += [cls for cls in vars(np.dtypes).values()
              if isinstance(cls, type) and issubclass(cls, np.dtype)]
-    import _codecs
-    safe.append(_codecs.encode)  # bytes are pickled as _codecs.encode(str, 'latin1')
+    # protocol 2 pickles bytes as _codecs.encode(str, 'latin1'), and b'' (the buffer of
+    # an empty array, e.g. a fresh HistoryBuffer) as bytes()
+    safe += [_codecs.encode, bytes]
     return safe
 
 
