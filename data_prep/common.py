@@ -64,7 +64,6 @@ def setup_logging(verbose: bool = False) -> None:
         handler = _TqdmHandler()
         handler.setFormatter(logging.Formatter('%(levelname)s %(message)s'))
         logger.addHandler(handler)
-        logger.propagate = False
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
@@ -344,13 +343,22 @@ def assign_splits(uids: Iterable[str], fractions: Sequence[float], seed: int,
         groups[patient_map.get(uid, f'scan:{uid}')].append(uid)
     positive = set(positive)
     rng = np.random.default_rng(seed)
+    with_nodules = sorted(g for g, members in groups.items() if any(m in positive for m in members))
+    without = sorted(set(groups) - set(with_nodules))
+    # Stratified: nodule groups by the fractions, then the others so that the totals
+    # follow the fractions too (a 5-scan set still gets a test scan).
+    pos_counts = _apportion(len(with_nodules), fractions)
+    totals = _apportion(len(groups), fractions)
+    neg_counts = [max(0, t - p) for t, p in zip(totals, pos_counts)]
+    while sum(neg_counts) > len(without):
+        neg_counts[int(np.argmax(neg_counts))] -= 1
+    while sum(neg_counts) < len(without):
+        neg_counts[int(np.argmax(fractions))] += 1
     out: dict[str, str] = {}
-    for has_nodules in (True, False):
-        names = sorted(g for g, members in groups.items()
-                       if any(m in positive for m in members) == has_nodules)
+    for names, counts in ((with_nodules, pos_counts), (without, neg_counts)):
         names = [names[i] for i in rng.permutation(len(names))]
         start = 0
-        for split, count in zip(SPLITS, _apportion(len(names), fractions)):
+        for split, count in zip(SPLITS, counts):
             for name in names[start:start + count]:
                 for uid in groups[name]:
                     out[uid] = split

@@ -16,8 +16,8 @@ What a scan holds (realistic enough that the pipeline's shortcuts would show):
 * branching vessel trees in the lungs (bright tubes: across a slice they look like
   nodules);
 * nodules of 3-30 mm, diameters drawn from LUNA16's distribution (the histogram shipped
-  ``data_prep/luna16_diameter_histogram.csv``), solid (~40 HU) or ground-glass (~-600 HU), some touching
-  the pleura (juxta-pleural), none in some scans;
+  as ``data_prep/luna16_diameter_histogram.csv``), solid (~40 HU) or ground-glass
+  (~-600 HU), some touching the pleura (juxta-pleural), none in some scans;
 * Gaussian noise; LUNA16-like geometry: in-plane spacing 0.46-0.98 mm, slices
   0.625-2.5 mm, non-zero origins, some scans with flipped axes in the direction matrix.
 
