@@ -26,8 +26,10 @@ view, so a small shape is a small "patient" at real resolution (the default 64x1
 gives lungs of about 30 x 40 mm in-plane). Nodules keep their real sizes in mm, but a
 diameter larger than 0.9x the smallest lung semi-axis is drawn again: small test scans
 hold the small and medium nodules, which is most of LUNA16 (3-10 mm), and these survive
-the export (a 3 mm nodule at 0.7 mm/px is about 14 px in area). ``--shape 300 512 512``
-gives full-size scans with the full 3-30 mm range.
+the export (a 3 mm nodule at 0.7 mm/px is about 14 px in area). The 50x50 patch export
+needs lungs wider than 50 px: use ``--shape 40 256 256`` or more for it (negatives are
+scarce at 128x128). ``--shape 300 512 512`` gives full-size scans with the full 3-30 mm
+range.
 
 The first four scans follow a fixed design so that even a 4-scan set covers the cases:
 0 identity direction, solid + ground-glass nodules; 1 z flipped, one juxta-pleural

@@ -1,0 +1,439 @@
+#!/usr/bin/env python
+"""LUNA16 -> 50x50 nodule / normal patches for the backbone comparison (paper, III-B).
+
+* **Positives**: on each nodule's slices (the same 3 nearest slices as the COCO export),
+  blocks on a ``--stride`` grid anchored at the pixel nearest the nodule centre, kept
+  when the block's centre pixel ``[P//2, P//2]`` (``[25, 25]`` for 50x50) is nodule, so
+  every nodule gives at least one. Each is expanded ``--expand`` times (the original plus
+  flips/rotations of the 8 dihedral symmetries combined with shifts of up to
+  ``--max-shift`` px) and every variant still has a nodule pixel at its centre: the
+  transforms act on an odd-sized window around the centre pixel, which they leave in
+  place, and a shift is used only when its new centre pixel is nodule.
+* **Negatives**: non-overlapping blocks of a ``P``-pixel grid, at least
+  ``--min-lung-fraction`` lung and without any nodule pixel (of any nodule, however
+  small its cross-section), from the nodule slices and ``--neg-slices`` other lung
+  slices of every scan, scans without nodules included.
+* Per split, ``--counts`` is the total number of patches, half of each class: 1:1
+  exactly (fewer of both when either class runs short, with a warning).
+* The split is the slice export's (``--splits OUT_COCO/splits.csv``), or computed the
+  same way from ``--split``/``--split-seed``.
+
+Images are windowed like the COCO slices ([-1024, 800] HU -> 8-bit) with the outside of
+the lungs set to 0 (``--no-lung-mask`` keeps it). Output, readable by mmpretrain's
+``CustomDataset`` (classes from folder names)::
+
+    OUT/{train,val,test}/{nodule,normal}/*.png   50x50 single-channel 8-bit PNGs
+    OUT/manifest.csv     split,label,file,seriesuid,z_index,row,col,transform
+                         (row, col: the slice pixel at the patch centre)
+    OUT/splits.csv, OUT/summary.json
+
+Resumable: the per-scan candidates are cached in ``OUT/.scans/`` (``.npz`` + a ``.json``
+record written last); selection and PNG writing are redone on every run.
+
+Example::
+
+    python data_prep/luna16_to_patches.py --luna-root data/LUNA16 \\
+        --annotations data/LUNA16/annotations.csv --out data/luna16_patches \\
+        --splits data/luna16_coco/splits.csv --workers 2
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import math
+import re
+import sys
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+if __package__ in (None, ''):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from data_prep.common import (SPLITS, RunSummary, add_input_args, add_run_args, add_split_args,
+                              atomic_write_bytes, atomic_write_json, atomic_write_text,
+                              encode_png, file_fingerprint, fingerprint, load_inputs,
+                              locate_nodules, nodule_masks_on_slice, run_jobs,
+                              select_nodule_slices, setup_logging, slice_to_uint8,
+                              splits_for_inputs, write_splits_csv)
+from projects.lung_nodule.ct import LungMask, NoduleAnnotation, ScanReadError, read_scan
+
+__all__ = ['CLASSES', 'PatchOptions', 'PatchScanJob', 'collect_scan_patches', 'convert',
+           'dihedral', 'main', 'parse_args']
+
+logger = logging.getLogger('data_prep')
+CLASSES = ('nodule', 'normal')
+RECORD_VERSION = 1
+_PATCH_NAME = re.compile(r'^.+_z\d{4,}_r\d+_c\d+(_t\d)?\.png$')
+
+
+@dataclass(frozen=True)
+class PatchOptions:
+    """Options that shape the per-scan candidates (part of the resume fingerprint)."""
+
+    patch: int = 50
+    stride: int = 10
+    max_shift: int = 3
+    slices_per_nodule: int = 3
+    neg_slices: int = 8
+    min_lung_fraction: float = 0.5
+    lung_mask: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PatchScanJob:
+    """One scan to collect candidates from."""
+
+    seriesuid: str
+    mhd_path: Path
+    nodules: tuple[NoduleAnnotation, ...]
+    negative_quota: int
+    out_dir: Path
+    options: PatchOptions
+
+    def fingerprint(self) -> str:
+        """Hash of everything the scan's candidates depend on."""
+        return fingerprint({'version': RECORD_VERSION, 'options': asdict(self.options),
+                            'quota': self.negative_quota,
+                            'nodules': [(n.coord_xyz, n.diameter_mm) for n in self.nodules],
+                            'files': file_fingerprint(self.mhd_path)})
+
+    @property
+    def record_path(self) -> Path:
+        """The scan's record (written last)."""
+        return self.out_dir / '.scans' / f'{self.seriesuid}.json'
+
+    @property
+    def arrays_path(self) -> Path:
+        """The scan's candidate arrays."""
+        return self.out_dir / '.scans' / f'{self.seriesuid}.npz'
+
+
+def dihedral(array: np.ndarray, t: int) -> np.ndarray:
+    """One of the 8 rotations/flips of a square array (``t`` in 0..7; 0 = identity).
+
+    ``t % 4`` quarter turns, then a left-right flip when ``t >= 4``. On an odd-sized
+    array every one of them leaves the centre pixel in place.
+    """
+    out = np.rot90(array, t % 4)
+    return np.fliplr(out) if t >= 4 else out
+
+
+def _crop(image: np.ndarray, row: int, col: int, half: int) -> np.ndarray:
+    """``(2*half+1)`` square centred on ``(row, col)``, zero-padded outside the image."""
+    size = 2 * half + 1
+    out = np.zeros((size, size), dtype=image.dtype)
+    r0, c0 = row - half, col - half
+    rs, cs = max(r0, 0), max(c0, 0)
+    re_, ce = min(r0 + size, image.shape[0]), min(c0 + size, image.shape[1])
+    if rs < re_ and cs < ce:
+        out[rs - r0:re_ - r0, cs - c0:ce - c0] = image[rs:re_, cs:ce]
+    return out
+
+
+def _uid_seed(seed: int, uid: str) -> list[int]:
+    return [seed, zlib.crc32(uid.encode())]
+
+
+def collect_scan_patches(job: PatchScanJob) -> dict[str, Any]:
+    """Collect a scan's positive contexts and negative blocks; cache them in ``OUT/.scans``.
+
+    Never raises for bad input: a failed scan is returned with ``status='failed'``.
+    """
+    opts = job.options
+    half = opts.patch // 2
+    context_half = half + opts.max_shift
+    try:
+        job.record_path.unlink(missing_ok=True)
+        scan = read_scan(job.mhd_path)
+        geometry = scan.geometry
+        located, problems = locate_nodules(geometry, job.nodules, job.mhd_path)
+        num_slices, rows, cols = geometry.shape_zyx
+        lungs = LungMask(scan.array, geometry.spacing_xyz)
+        nodule_slices = select_nodule_slices(located, num_slices, opts.slices_per_nodule)
+        images: dict[int, np.ndarray] = {}
+
+        def image_of(z: int) -> np.ndarray:
+            if z not in images:
+                images[z] = slice_to_uint8(scan, z, lungs if opts.lung_mask else None)
+            return images[z]
+
+        # Positives.
+        pos_ctx, pos_mask, pos_meta = [], [], []
+        given = set()
+        for z in nodule_slices:
+            cut = nodule_masks_on_slice(located, z, geometry)
+            if not cut:
+                continue
+            union = np.logical_or.reduce([m for _, m in cut])
+            seen: set[tuple[int, int]] = set()
+            for nodule, mask in cut:
+                cx, cy = nodule.centre_index_xyz[:2]
+                r0, c0 = int(math.floor(cy + 0.5)), int(math.floor(cx + 0.5))
+                ys, xs = np.nonzero(mask)
+                reach = max(abs(ys - r0).max(), abs(xs - c0).max()) // opts.stride + 1
+                for i in range(-reach, reach + 1):
+                    for j in range(-reach, reach + 1):
+                        r, c = r0 + i * opts.stride, c0 + j * opts.stride
+                        if not (0 <= r < rows and 0 <= c < cols) or not union[r, c] or (r, c) in seen:
+                            continue
+                        seen.add((r, c))
+                        if mask[r, c]:
+                            given.add(nodule.annotation.nodule_id)
+                        pos_ctx.append(_crop(image_of(z), r, c, context_half))
+                        pos_mask.append(_crop(union, r, c, context_half))
+                        pos_meta.append((z, r, c))
+        for nodule in located:
+            if nodule.annotation.nodule_id not in given:
+                problems.append(f'annotations line {nodule.annotation.line}: nodule '
+                                f'{nodule.annotation.nodule_id} gives no positive patch (no '
+                                f'nodule pixel at a grid point of its slices)')
+        # Negatives: the nodule slices and other lung slices.
+        rng = np.random.default_rng(_uid_seed(opts.seed, job.seriesuid))
+        area = lungs.coarse_area_mm2()
+        lung_slices = [z for z in np.flatnonzero(area >= 0.25 * area.max()) if z not in nodule_slices] \
+            if area.max() > 0 else []
+        others = sorted(rng.choice(lung_slices, size=min(opts.neg_slices, len(lung_slices)),
+                                   replace=False).tolist()) if lung_slices else []
+        p = opts.patch
+        candidates = []
+        for z in sorted(set(nodule_slices) | set(others)):
+            # A fresh grid offset per slice: blocks of one slice never overlap, and
+            # different slices sample different positions.
+            off_r, off_c = (int(v) for v in rng.integers(0, p, size=2))
+            lung = lungs.slice(z)
+            cut = nodule_masks_on_slice(located, z, geometry)
+            nodule_px = np.logical_or.reduce([m for _, m in cut]) if cut else None
+            for r in range(off_r, rows - p + 1, p):
+                for c in range(off_c, cols - p + 1, p):
+                    if lung[r:r + p, c:c + p].mean() < opts.min_lung_fraction:
+                        continue
+                    if nodule_px is not None and nodule_px[r:r + p, c:c + p].any():
+                        continue
+                    candidates.append((z, r, c))
+        take = rng.permutation(len(candidates))[:job.negative_quota]
+        neg = [candidates[i] for i in sorted(take)]
+        neg_img = [image_of(z)[r:r + p, c:c + p] for z, r, c in neg]
+        arrays = {
+            'pos_ctx': np.array(pos_ctx, dtype=np.uint8).reshape(-1, 2 * context_half + 1, 2 * context_half + 1),
+            'pos_mask': np.array(pos_mask, dtype=bool).reshape(-1, 2 * context_half + 1, 2 * context_half + 1),
+            'pos_meta': np.array(pos_meta, dtype=np.int32).reshape(-1, 3),
+            'neg_img': np.array(neg_img, dtype=np.uint8).reshape(-1, p, p),
+            'neg_meta': np.array([(z, r + half, c + half) for z, r, c in neg], dtype=np.int32).reshape(-1, 3),
+        }
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(job.arrays_path, buffer.getvalue())
+        counts = {'nodules': len(job.nodules), 'nodules_located': len(located),
+                  'nodules_outside_volume': len(job.nodules) - len(located),
+                  'positive_bases': len(pos_meta), 'negative_candidates': len(candidates),
+                  'negatives_kept': len(neg), 'nodules_without_positive': len(located) - len(given)}
+        record = {'fingerprint': job.fingerprint(), 'seriesuid': job.seriesuid,
+                  'counts': counts, 'problems': problems}
+        atomic_write_json(job.record_path, record)
+        return {'seriesuid': job.seriesuid, 'status': 'done', 'record': record}
+    except (ScanReadError, ValueError, MemoryError) as exc:
+        reason = str(exc)
+    except Exception as exc:  # one bad scan must not stop the run
+        reason = f'{type(exc).__name__}: {exc}'
+    job.arrays_path.unlink(missing_ok=True)
+    return {'seriesuid': job.seriesuid, 'status': 'failed', 'reason': reason}
+
+
+def _load_record(job: PatchScanJob) -> dict[str, Any] | None:
+    try:
+        record = json.loads(job.record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get('fingerprint') != job.fingerprint() or not job.arrays_path.is_file():
+        return None
+    return record
+
+
+def _variants(mask_ctx: np.ndarray, expand: int, max_shift: int, patch: int,
+              rng: np.random.Generator) -> list[tuple[int, int, int]]:
+    """``expand`` distinct ``(t, dy, dx)`` whose centre pixel is nodule; identity first."""
+    centre = mask_ctx.shape[0] // 2
+    valid = [(t, dy, dx) for t in range(8) for dy in range(-max_shift, max_shift + 1)
+             for dx in range(-max_shift, max_shift + 1)
+             if (t, dy, dx) != (0, 0, 0) and mask_ctx[centre + dy, centre + dx]]
+    picked = [valid[i] for i in rng.permutation(len(valid))[:max(expand - 1, 0)]]
+    return [(0, 0, 0)] + picked
+
+
+def _variant_patch(ctx: np.ndarray, t: int, dy: int, dx: int, patch: int, max_shift: int) -> np.ndarray:
+    half = patch // 2
+    centre = ctx.shape[0] // 2
+    window = ctx[centre + dy - half:centre + dy + half + 1, centre + dx - half:centre + dx + half + 1]
+    return np.ascontiguousarray(dihedral(window, t)[:patch, :patch])
+
+
+def _write_split(out_dir: Path, split: str, scans: list[str], opts: PatchOptions, expand: int,
+                 count: int, summary: RunSummary, manifest: list[list]) -> set[Path]:
+    """Select 1:1 patches of one split and write them; returns the files written."""
+    rng = np.random.default_rng([opts.seed, SPLITS.index(split), 7])
+    positives, negatives = [], []  # (uid, index, variant)
+    data = {}
+    for uid in scans:
+        with np.load(out_dir / '.scans' / f'{uid}.npz') as arrays:
+            data[uid] = {k: arrays[k] for k in arrays.files}
+        vrng = np.random.default_rng(_uid_seed(opts.seed + 1, uid))
+        for i, mask_ctx in enumerate(data[uid]['pos_mask']):
+            for variant in _variants(mask_ctx, expand, opts.max_shift, opts.patch, vrng):
+                positives.append((uid, i, variant))
+        negatives += [(uid, i, None) for i in range(len(data[uid]['neg_img']))]
+    per_class = min(count // 2, len(positives), len(negatives))
+    if per_class < count // 2:
+        summary.warn(f'{split}: asked for {count // 2} patches per class, only {per_class} '
+                     f'(positives available {len(positives)}, negatives {len(negatives)})')
+    written: set[Path] = set()
+    for label, pool in (('nodule', positives), ('normal', negatives)):
+        chosen = sorted(rng.permutation(len(pool))[:per_class])
+        folder = out_dir / split / label
+        for k in chosen:
+            uid, i, variant = pool[k]
+            if variant is None:
+                z, row, col = (int(v) for v in data[uid]['neg_meta'][i])
+                image, t = data[uid]['neg_img'][i], None
+                name = f'{uid}_z{z:04d}_r{row:03d}_c{col:03d}.png'
+            else:
+                t, dy, dx = variant
+                z, row, col = (int(v) for v in data[uid]['pos_meta'][i])
+                row, col = row + dy, col + dx
+                image = _variant_patch(data[uid]['pos_ctx'][i], t, dy, dx, opts.patch, opts.max_shift)
+                name = f'{uid}_z{z:04d}_r{row:03d}_c{col:03d}_t{t}.png'
+            path = folder / name
+            atomic_write_bytes(path, encode_png(image))
+            written.add(path)
+            manifest.append([split, label, f'{split}/{label}/{name}', uid, z, row, col,
+                             '' if t is None else t])
+        summary.counts[f'patches_{split}_{label}'] = len(chosen)
+    return written
+
+
+def convert(luna_root: Path, annotations: Path, out_dir: Path, args: argparse.Namespace,
+            summary: RunSummary) -> bool:
+    """The whole patch export; returns whether anything could be done."""
+    inputs = load_inputs(luna_root, annotations, summary)
+    if not inputs.scans:
+        summary.warn(f'no <seriesuid>.mhd found under {luna_root}')
+        return False
+    splits = splits_for_inputs(inputs, args, summary, args.splits)
+    if not splits:
+        summary.warn('no scan has a split')
+        return False
+    options = PatchOptions(patch=args.patch, stride=args.stride, max_shift=args.max_shift,
+                           neg_slices=args.neg_slices, min_lung_fraction=args.min_lung_fraction,
+                           lung_mask=not args.no_lung_mask, seed=args.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_splits_csv(out_dir / 'splits.csv', splits)
+    counts = dict(zip(SPLITS, args.counts))
+    scans_per_split = {s: sum(1 for v in splits.values() if v == s) for s in SPLITS}
+    jobs = []
+    for uid in sorted(splits):
+        split = splits[uid]
+        quota = math.ceil(2.0 * (counts[split] // 2) / max(scans_per_split[split], 1))
+        jobs.append(PatchScanJob(uid, inputs.scans[uid], tuple(inputs.nodules[uid]), quota,
+                                 out_dir, options))
+    records: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        record = None if args.overwrite else _load_record(job)
+        if record is not None:
+            records[job.seriesuid] = record
+        else:
+            todo.append(job)
+    summary.counts['scans_resumed'] = len(records)
+    for result in run_jobs(collect_scan_patches, todo, args.workers, desc='scans -> patch candidates'):
+        if result['status'] == 'done':
+            records[result['seriesuid']] = result['record']
+        else:
+            summary.skip_scan(result['seriesuid'], result['reason'])
+    for uid in sorted(records):
+        for message in records[uid]['problems']:
+            summary.warn(f'{uid}: {message}')
+        for key, value in records[uid]['counts'].items():
+            summary.counts[key] += value
+    summary.counts['scans_processed'] = len(records)
+    manifest: list[list] = []
+    written: set[Path] = set()
+    for split in SPLITS:
+        uids = sorted(u for u in records if splits[u] == split)
+        written |= _write_split(out_dir, split, uids, options, args.expand, counts[split],
+                                summary, manifest)
+    stale = 0
+    for split in SPLITS:
+        for label in CLASSES:
+            folder = out_dir / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in folder.glob('*.png'):
+                if _PATCH_NAME.match(path.name) and path not in written:
+                    path.unlink()
+                    stale += 1
+    summary.counts['stale_patches_removed'] = stale
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator='\n')
+    writer.writerow(['split', 'label', 'file', 'seriesuid', 'z_index', 'row', 'col', 'transform'])
+    writer.writerows(manifest)
+    atomic_write_text(out_dir / 'manifest.csv', buffer.getvalue())
+    return bool(records)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(
+        description='LUNA16 -> PxP nodule/normal patches (mmpretrain CustomDataset folders), '
+                    '1:1 per split.', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_input_args(parser)
+    parser.add_argument('--splits', type=Path, default=None,
+                        help='splits.csv of the COCO export (recommended); else the split is '
+                             'computed from --split/--split-seed like luna16_to_coco.py does')
+    add_split_args(parser)
+    parser.add_argument('--patch', type=int, default=50, help='patch size in pixels')
+    parser.add_argument('--stride', type=int, default=10, help='grid step of positive blocks')
+    parser.add_argument('--expand', type=int, default=20,
+                        help='variants per positive block (original + flips/rotations/shifts)')
+    parser.add_argument('--max-shift', type=int, default=3, help='largest shift of a variant (px)')
+    parser.add_argument('--counts', type=int, nargs=3, default=[24000, 8000, 8000],
+                        metavar=('TRAIN', 'VAL', 'TEST'),
+                        help='patches per split, both classes together (1:1)')
+    parser.add_argument('--neg-slices', type=int, default=8,
+                        help='lung slices per scan, besides the nodule slices, for negatives')
+    parser.add_argument('--min-lung-fraction', type=float, default=0.5,
+                        help='a negative block must be at least this fraction lung')
+    parser.add_argument('--no-lung-mask', action='store_true',
+                        help='keep the pixels outside the lungs in the patches')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the patch sampling')
+    add_run_args(parser)
+    args = parser.parse_args(argv)
+    if args.patch < 3 or args.stride < 1 or args.expand < 1 or args.max_shift < 0:
+        parser.error('need --patch >= 3, --stride >= 1, --expand >= 1, --max-shift >= 0')
+    if min(args.counts) < 0 or not 0 <= args.min_lung_fraction <= 1:
+        parser.error('--counts must be >= 0 and --min-lung-fraction in [0, 1]')
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (see ``--strict``)."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    summary = RunSummary()
+    try:
+        done = convert(args.luna_root, args.annotations, args.out, args, summary)
+    except (FileNotFoundError, ValueError) as exc:
+        logger.error('%s', exc)
+        return 1
+    atomic_write_json(args.out / 'summary.json', summary.as_dict(), indent=1)
+    summary.log(f'luna16_to_patches -> {args.out}')
+    return summary.exit_code(done, args.strict)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
