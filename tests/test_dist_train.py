@@ -62,8 +62,11 @@ def test_dist_train_two_gloo_ranks_stay_identical(repo_root, tiny_coco_root, tmp
     last = expected_trainable(names, 'all') - expected_trainable(names, '3+')
     assert last and all(n.startswith(('backbone.conv1', 'backbone.bn1', 'backbone.layer1'))
                         for n in last)
+    # every weight moved; a bias may have had an exactly-zero gradient in the one step
+    # (zero_init_residual: a block's bn2.weight starts at 0, so its bn1 gets no gradient)
     unchanged = [n for n in last if torch.equal(init[0][n], final[0][n])]
-    assert not unchanged, f'unfrozen last but never updated: {unchanged[:5]}'
+    assert not [n for n in unchanged if not n.endswith('.bias')], unchanged[:5]
+    assert len(unchanged) < len(last) / 4, f'unfrozen last but never updated: {unchanged}'
 
     # the checkpoint evaluates on 2 processes as well
     env['PORT'] = str(_free_port())
