@@ -7,6 +7,7 @@ downloaded), and ``Runner.train()`` of
 iteration from it: every backbone tensor at the start of training is the
 classifier's, every other tensor the detector checkpoint's.
 """
+import importlib.util
 import subprocess
 import sys
 
@@ -57,6 +58,47 @@ def _patch_classifier(repo_root, tmp_path) -> str:
     cfg.work_dir = str(tmp_path / 'classifier')
     Runner.from_cfg(cfg).train()
     return cfg.work_dir
+
+
+def _merge_module(repo_root):
+    spec = importlib.util.spec_from_file_location(
+        'merge_patch_backbone', repo_root / MERGE_TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_merge_refuses_backbones_that_do_not_match(repo_root, tmp_path):
+    merge = _merge_module(repo_root)
+    det = {'backbone.conv1.weight': torch.zeros(4, 3, 3, 3),
+           'backbone.bn1.weight': torch.zeros(4),
+           'neck.conv.weight': torch.zeros(2, 4, 1, 1)}
+    torch.save(dict(state_dict=det), tmp_path / 'det.pth')
+    cls = {'backbone.conv1.weight': torch.ones(4, 3, 3, 3),
+           'backbone.bn1.weight': torch.ones(4),
+           'head.fc.weight': torch.ones(2, 4)}
+    torch.save(dict(state_dict=cls), tmp_path / 'cls.pth')
+    out = tmp_path / 'out.pth'
+    stats = merge.merge_patch_backbone(
+        str(tmp_path / 'det.pth'), str(tmp_path / 'cls.pth'), str(out))
+    assert stats == dict(replaced=2, replaced_params=4 * 27 + 4, kept=1)
+    merged = load_checkpoint_file(str(out))['state_dict']
+    assert sorted(merged) == sorted(det)  # no classifier head comes along
+    assert torch.equal(merged['backbone.conv1.weight'], cls['backbone.conv1.weight'])
+    assert torch.equal(merged['neck.conv.weight'], det['neck.conv.weight'])
+
+    torch.save(dict(state_dict={**cls, 'backbone.layer5.weight': torch.ones(1)}),
+               tmp_path / 'deeper.pth')
+    with pytest.raises(KeyError, match=r"only in the classifier \['backbone.layer5"):
+        merge.merge_patch_backbone(str(tmp_path / 'det.pth'),
+                                   str(tmp_path / 'deeper.pth'), str(out))
+    torch.save(dict(state_dict={**cls, 'backbone.bn1.weight': torch.ones(8)}),
+               tmp_path / 'wider.pth')
+    with pytest.raises(ValueError, match=r"'backbone.bn1.weight', \(4,\), \(8,\)"):
+        merge.merge_patch_backbone(str(tmp_path / 'det.pth'),
+                                   str(tmp_path / 'wider.pth'), str(out))
+    with pytest.raises(FileNotFoundError, match='without a last_checkpoint'):
+        merge.resolve_checkpoint(str(tmp_path))
 
 
 def test_config_takes_the_backbone_from_load_from_only(repo_root):

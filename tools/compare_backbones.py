@@ -18,10 +18,10 @@ figures in the table are the test metrics that the Runner logged there.
 Examples::
 
     # smoke run: one epoch of every network
-    python tools/compare_backbones.py --data-root data/lung_patches --quick
+    python tools/compare_backbones.py --data-root data/luna16_patches --quick
 
     # the CPU-sized run of benchmarks/RESULTS.md
-    python tools/compare_backbones.py --data-root data/lung_patches \\
+    python tools/compare_backbones.py --data-root data/luna16_patches \\
         --epochs 3 --work-dir work_dirs/compare_backbones
 
     # two networks only, with other settings of the configs changed
@@ -88,7 +88,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument(
         '--data-root',
-        default='data/lung_patches',
+        default='data/luna16_patches',
         help='ImageNet-style patch folders: '
         'DATA_ROOT/{train,val,test}/{normal,nodule}/*.png')
     parser.add_argument(
@@ -353,6 +353,9 @@ def write_outputs(rows: List[dict], out_dir: str,
     import torch
 
     os.makedirs(out_dir, exist_ok=True)
+    # Table I order, whatever order the networks ran in
+    order = {name: i for i, name in enumerate(NETWORKS)}
+    rows = sorted(rows, key=lambda row: order.get(row['network'], len(order)))
     paths = {
         ext: osp.join(out_dir, f'{OUT_STEM}.{ext}')
         for ext in ('md', 'csv', 'png')

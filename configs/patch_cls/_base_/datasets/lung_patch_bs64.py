@@ -1,9 +1,9 @@
 # dataset settings: 50x50 lung CT patches in ImageNet-style class folders,
 # written by data_prep/luna16_to_patches.py:
-#   data/lung_patches/{train,val,test}/{normal,nodule}/*.png
+#   data/luna16_patches/{train,val,test}/{normal,nodule}/*.png
 # 8-bit single-channel PNGs (HU clipped to [-1024, 800], scaled to [0, 255]).
 dataset_type = 'PatchFolderDataset'
-data_root = 'data/lung_patches/'
+data_root = 'data/luna16_patches/'
 
 # the class order is fixed: label 0 = normal, label 1 = nodule (the positive
 # class of precision, recall and AUC). PatchFolderDataset numbers the folders
