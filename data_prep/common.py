@@ -16,11 +16,12 @@ import math
 import os
 import sys
 import tempfile
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import cv2
 import numpy as np
@@ -31,12 +32,14 @@ from projects.lung_nodule.ct import (CTScan, LungMask, NoduleAnnotation, ScanGeo
                                      read_annotations, sphere_cross_section)
 
 __all__ = [
-    'SPLITS', 'LocatedNodule', 'LunaInputs', 'RunSummary', 'add_input_args', 'add_run_args',
-    'add_split_args', 'assign_splits', 'atomic_write_bytes', 'atomic_write_json',
-    'atomic_write_text', 'encode_png', 'file_fingerprint', 'fingerprint', 'load_inputs',
-    'locate_nodules', 'nodule_masks_on_slice', 'read_patient_map', 'read_splits_csv',
-    'run_jobs', 'select_nodule_slices', 'setup_logging', 'slice_to_uint8',
-    'splits_for_inputs', 'write_splits_csv',
+    'SPLITS', 'LocatedNodule', 'LunaInputs', 'ResumableJob', 'RunSummary', 'ScanJobBase',
+    'add_input_args',
+    'add_run_args', 'add_split_args', 'assign_splits', 'atomic_write_bytes',
+    'atomic_write_json', 'atomic_write_text', 'encode_png', 'file_fingerprint', 'fingerprint',
+    'load_inputs', 'load_record', 'locate_nodules', 'nodule_masks_on_slice',
+    'process_scans', 'read_patient_map', 'read_splits_csv', 'run_cli', 'run_jobs',
+    'select_nodule_slices', 'setup_logging', 'slice_to_uint8', 'splits_for_inputs',
+    'write_splits_csv',
 ]
 
 logger = logging.getLogger('data_prep')
@@ -210,6 +213,7 @@ class RunSummary:
     counts: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     skipped_scans: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def warn(self, message: str) -> None:
         """Record and log a problem that did not stop the run."""
@@ -224,11 +228,13 @@ class RunSummary:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
         return {'counts': dict(sorted(self.counts.items())), 'problems': self.problems,
-                'skipped_scans': self.skipped_scans}
+                'skipped_scans': self.skipped_scans,
+                'seconds': {k: round(v, 3) for k, v in self.seconds.items()}}
 
     def log(self, title: str) -> None:
         """Log the summary block."""
         lines = [f'{title}:'] + [f'  {k}: {v}' for k, v in sorted(self.counts.items())]
+        lines += [f'  seconds {k}: {v:.1f}' for k, v in self.seconds.items()]
         lines.append(f'  input problems: {len(self.problems)}')
         if self.skipped_scans:
             lines.append(f'  skipped scans ({len(self.skipped_scans)}):')
@@ -245,6 +251,105 @@ class RunSummary:
                          len(self.problems), len(self.skipped_scans))
             return 1
         return 0
+
+
+@dataclass(frozen=True)
+class ScanJobBase:
+    """What every converter's per-scan job holds: the scan, its nodules, the output."""
+
+    seriesuid: str
+    mhd_path: Path
+    nodules: tuple[NoduleAnnotation, ...]
+    out_dir: Path
+
+    @property
+    def record_path(self) -> Path:
+        """The finished scan's record (written last, atomically)."""
+        return self.out_dir / '.scans' / f'{self.seriesuid}.json'
+
+    def input_fingerprint(self, **options: Any) -> str:
+        """Hash of the scan files, its nodules and ``options``: a change redoes the scan."""
+        return fingerprint({'nodules': [(n.coord_xyz, n.diameter_mm, n.index_in_scan)
+                                        for n in self.nodules],
+                            'files': file_fingerprint(self.mhd_path), **options})
+
+
+class ResumableJob(Protocol):
+    """What :func:`process_scans` needs of a converter's per-scan job."""
+
+    seriesuid: str
+
+    @property
+    def record_path(self) -> Path: ...  # noqa: E704
+
+    def fingerprint(self) -> str: ...  # noqa: E704
+
+    def outputs_exist(self, record: dict[str, Any]) -> bool: ...  # noqa: E704
+
+
+def load_record(job: ResumableJob) -> dict[str, Any] | None:
+    """A finished scan's record when it matches the job's inputs and options, else None."""
+    try:
+        record = json.loads(job.record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get('fingerprint') != job.fingerprint() or not job.outputs_exist(record):
+        return None
+    return record
+
+
+def process_scans(jobs: Sequence[ResumableJob], work: Callable[[Any], dict[str, Any]],
+                  args: argparse.Namespace, summary: RunSummary, desc: str) -> dict[str, dict]:
+    """Resume finished scans, run ``work`` on the others (``args.workers`` processes).
+
+    ``work(job)`` returns ``{'seriesuid', 'status': 'done' | 'failed', 'record' | 'reason'}``
+    and a record holds ``counts`` and ``problems``, which are added to ``summary``.
+
+    Returns:
+        seriesuid -> record of every scan done (now or before).
+    """
+    records: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        record = None if args.overwrite else load_record(job)
+        if record is not None:
+            records[job.seriesuid] = record
+        else:
+            todo.append(job)
+    summary.counts['scans_resumed'] = len(records)
+    if records:
+        logger.info('resuming: %d of %d scans already done', len(records), len(jobs))
+    start = time.perf_counter()
+    for result in run_jobs(work, todo, args.workers, desc=desc):
+        if result['status'] == 'done':
+            records[result['seriesuid']] = result['record']
+        else:
+            summary.skip_scan(result['seriesuid'], result['reason'])
+    summary.seconds['scans'] = time.perf_counter() - start
+    for uid in sorted(records):
+        for message in records[uid]['problems']:
+            summary.warn(f'{uid}: {message}')
+        for key, value in records[uid]['counts'].items():
+            summary.counts[key] += value
+    summary.counts['scans_processed'] = len(records)
+    return records
+
+
+def run_cli(convert: Callable[[argparse.Namespace, RunSummary], bool], args: argparse.Namespace,
+            title: str) -> int:
+    """Run a converter: logging, timing, ``OUT/summary.json``, the summary, the exit code."""
+    setup_logging(args.verbose)
+    summary = RunSummary()
+    start = time.perf_counter()
+    try:
+        done = convert(args, summary)
+    except (FileNotFoundError, ValueError) as exc:
+        logger.error('%s', exc)
+        return 1
+    summary.seconds['total'] = time.perf_counter() - start
+    atomic_write_json(args.out / 'summary.json', summary.as_dict(), indent=1)
+    summary.log(f'{title} -> {args.out}')
+    return summary.exit_code(done, args.strict)
 
 
 # ---------------------------------------------------------------- inputs

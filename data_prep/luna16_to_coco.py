@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import logging
-import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,10 +50,10 @@ if __package__ in (None, ''):  # run as a script: make the repository importable
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from data_prep.common import (SPLITS, RunSummary, add_input_args, add_run_args, add_split_args,
+from data_prep.common import (SPLITS, RunSummary, ScanJobBase, add_input_args, add_run_args, add_split_args,
                               atomic_write_bytes, atomic_write_json, encode_png, file_fingerprint,
                               fingerprint, load_inputs, locate_nodules, nodule_masks_on_slice,
-                              run_jobs, select_nodule_slices, setup_logging, slice_to_uint8,
+                              process_scans, run_cli, select_nodule_slices, slice_to_uint8,
                               splits_for_inputs, write_splits_csv)
 from projects.lung_nodule.ct import (LungMask, NoduleAnnotation, ScanReadError, read_scan)
 
@@ -78,28 +76,21 @@ class CocoOptions:
 
 
 @dataclass(frozen=True)
-class ScanJob:
+class ScanJob(ScanJobBase):
     """One scan to export."""
 
-    seriesuid: str
-    mhd_path: Path
-    nodules: tuple[NoduleAnnotation, ...]
     split: str
-    out_dir: Path
     options: CocoOptions
 
     def fingerprint(self) -> str:
         """Hash of everything the scan's output depends on."""
-        return fingerprint({'version': RECORD_VERSION, 'split': self.split,
-                            'options': self.options.__dict__,
-                            'nodules': [(n.coord_xyz, n.diameter_mm, n.index_in_scan)
-                                        for n in self.nodules],
-                            'files': file_fingerprint(self.mhd_path)})
+        return self.input_fingerprint(version=RECORD_VERSION, split=self.split,
+                                      options=asdict(self.options))
 
-    @property
-    def record_path(self) -> Path:
-        """Where the finished scan's record goes."""
-        return self.out_dir / '.scans' / f'{self.seriesuid}.json'
+    def outputs_exist(self, record: dict[str, Any]) -> bool:
+        """Whether every PNG of a finished scan's record is still there."""
+        return all((self.out_dir / 'images' / self.split / image['file_name']).is_file()
+                   for image in record['images'])
 
 
 def mask_to_annotation(mask: np.ndarray) -> dict[str, Any]:
@@ -195,19 +186,6 @@ def export_scan(job: ScanJob) -> dict[str, Any]:
     return {'seriesuid': job.seriesuid, 'status': 'failed', 'reason': reason, 'problems': []}
 
 
-def _load_record(job: ScanJob) -> dict[str, Any] | None:
-    try:
-        record = json.loads(job.record_path.read_text())
-    except (OSError, ValueError):
-        return None
-    if record.get('fingerprint') != job.fingerprint():
-        return None
-    for image in record['images']:
-        if not (job.out_dir / 'images' / job.split / image['file_name']).is_file():
-            return None
-    return record
-
-
 def assemble_coco(records: Sequence[dict[str, Any]], split: str) -> dict[str, Any]:
     """One split's COCO dict from scan records (ids by seriesuid then z: deterministic)."""
     images, annotations = [], []
@@ -236,10 +214,10 @@ def _remove_stale_pngs(out_dir: Path, kept: set[tuple[str, str]]) -> int:
     return removed
 
 
-def convert(luna_root: Path, annotations: Path, out_dir: Path, args: argparse.Namespace,
-            summary: RunSummary) -> bool:
-    """The whole conversion; returns whether anything could be done."""
-    inputs = load_inputs(luna_root, annotations, summary)
+def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
+    """The whole conversion (arguments of :func:`parse_args`); whether anything was done."""
+    luna_root, out_dir = args.luna_root, args.out
+    inputs = load_inputs(luna_root, args.annotations, summary)
     if not inputs.scans:
         summary.warn(f'no <seriesuid>.mhd found under {luna_root}')
         return False
@@ -248,30 +226,9 @@ def convert(luna_root: Path, annotations: Path, out_dir: Path, args: argparse.Na
                           lung_mask=not args.no_lung_mask)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_splits_csv(out_dir / 'splits.csv', splits)
-    jobs = [ScanJob(uid, inputs.scans[uid], tuple(inputs.nodules[uid]), splits[uid], out_dir, options)
-            for uid in sorted(splits)]
-    records: dict[str, dict] = {}
-    todo = []
-    for job in jobs:
-        record = None if args.overwrite else _load_record(job)
-        if record is not None:
-            records[job.seriesuid] = record
-        else:
-            todo.append(job)
-    summary.counts['scans_resumed'] = len(records)
-    if records:
-        logger.info('resuming: %d of %d scans already done', len(records), len(jobs))
-    for result in run_jobs(export_scan, todo, args.workers, desc='scans -> COCO slices'):
-        if result['status'] == 'done':
-            records[result['seriesuid']] = result['record']
-        else:
-            summary.skip_scan(result['seriesuid'], result['reason'])
-    for uid in sorted(records):
-        for message in records[uid]['problems']:
-            summary.warn(f'{uid}: {message}')
-        for key, value in records[uid]['counts'].items():
-            summary.counts[key] += value
-    summary.counts['scans_processed'] = len(records)
+    jobs = [ScanJob(seriesuid=uid, mhd_path=inputs.scans[uid], nodules=tuple(inputs.nodules[uid]),
+                    out_dir=out_dir, split=splits[uid], options=options) for uid in sorted(splits)]
+    records = process_scans(jobs, export_scan, args, summary, desc='scans -> COCO slices')
     summary.counts['scans_without_nodules'] = sum(not records[u]['counts']['nodules'] for u in records)
     kept = set()
     for split in SPLITS:
@@ -311,18 +268,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (see ``--strict``)."""
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    summary = RunSummary()
-    try:
-        done = convert(args.luna_root, args.annotations, args.out, args, summary)
-    except (FileNotFoundError, ValueError) as exc:
-        logger.error('%s', exc)
-        return 1
-    atomic_write_json(args.out / 'summary.json', summary.as_dict(), indent=1)
-    summary.log(f'luna16_to_coco -> {args.out}')
-    return summary.exit_code(done, args.strict)
-
+    return run_cli(convert, parse_args(argv), 'luna16_to_coco')
 
 if __name__ == '__main__':
     sys.exit(main())

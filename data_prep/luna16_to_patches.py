@@ -41,11 +41,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import logging
 import math
 import re
 import sys
+import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,12 +56,12 @@ if __package__ in (None, ''):  # run as a script: make the repository importable
 
 import numpy as np
 
-from data_prep.common import (SPLITS, RunSummary, add_input_args, add_run_args, add_split_args,
+from data_prep.common import (SPLITS, RunSummary, ScanJobBase, add_input_args, add_run_args, add_split_args,
                               atomic_write_bytes, atomic_write_json, atomic_write_text,
                               encode_png, file_fingerprint, fingerprint, load_inputs,
-                              locate_nodules, nodule_masks_on_slice, run_jobs,
-                              select_nodule_slices, setup_logging, slice_to_uint8,
-                              splits_for_inputs, write_splits_csv)
+                              locate_nodules, nodule_masks_on_slice, process_scans, run_cli,
+                              select_nodule_slices, slice_to_uint8, splits_for_inputs,
+                              write_splits_csv)
 from projects.lung_nodule.ct import LungMask, NoduleAnnotation, ScanReadError, read_scan
 
 __all__ = ['CLASSES', 'PatchOptions', 'PatchScanJob', 'collect_scan_patches', 'convert',
@@ -88,32 +88,25 @@ class PatchOptions:
 
 
 @dataclass(frozen=True)
-class PatchScanJob:
+class PatchScanJob(ScanJobBase):
     """One scan to collect candidates from."""
 
-    seriesuid: str
-    mhd_path: Path
-    nodules: tuple[NoduleAnnotation, ...]
     negative_quota: int
-    out_dir: Path
     options: PatchOptions
 
     def fingerprint(self) -> str:
         """Hash of everything the scan's candidates depend on."""
-        return fingerprint({'version': RECORD_VERSION, 'options': asdict(self.options),
-                            'quota': self.negative_quota,
-                            'nodules': [(n.coord_xyz, n.diameter_mm) for n in self.nodules],
-                            'files': file_fingerprint(self.mhd_path)})
-
-    @property
-    def record_path(self) -> Path:
-        """The scan's record (written last)."""
-        return self.out_dir / '.scans' / f'{self.seriesuid}.json'
+        return self.input_fingerprint(version=RECORD_VERSION, quota=self.negative_quota,
+                                      options=asdict(self.options))
 
     @property
     def arrays_path(self) -> Path:
         """The scan's candidate arrays."""
         return self.out_dir / '.scans' / f'{self.seriesuid}.npz'
+
+    def outputs_exist(self, record: dict[str, Any]) -> bool:
+        """Whether the candidate arrays of a finished scan are still there."""
+        return self.arrays_path.is_file()
 
 
 def dihedral(array: np.ndarray, t: int) -> np.ndarray:
@@ -247,17 +240,7 @@ def collect_scan_patches(job: PatchScanJob) -> dict[str, Any]:
     return {'seriesuid': job.seriesuid, 'status': 'failed', 'reason': reason}
 
 
-def _load_record(job: PatchScanJob) -> dict[str, Any] | None:
-    try:
-        record = json.loads(job.record_path.read_text())
-    except (OSError, ValueError):
-        return None
-    if record.get('fingerprint') != job.fingerprint() or not job.arrays_path.is_file():
-        return None
-    return record
-
-
-def _variants(mask_ctx: np.ndarray, expand: int, max_shift: int, patch: int,
+def _variants(mask_ctx: np.ndarray, expand: int, max_shift: int,
               rng: np.random.Generator) -> list[tuple[int, int, int]]:
     """``expand`` distinct ``(t, dy, dx)`` whose centre pixel is nodule; identity first."""
     centre = mask_ctx.shape[0] // 2
@@ -268,7 +251,8 @@ def _variants(mask_ctx: np.ndarray, expand: int, max_shift: int, patch: int,
     return [(0, 0, 0)] + picked
 
 
-def _variant_patch(ctx: np.ndarray, t: int, dy: int, dx: int, patch: int, max_shift: int) -> np.ndarray:
+def _variant_patch(ctx: np.ndarray, t: int, dy: int, dx: int, patch: int) -> np.ndarray:
+    """The ``patch``-sized variant ``(t, dy, dx)`` of a positive context crop."""
     half = patch // 2
     centre = ctx.shape[0] // 2
     window = ctx[centre + dy - half:centre + dy + half + 1, centre + dx - half:centre + dx + half + 1]
@@ -286,7 +270,7 @@ def _write_split(out_dir: Path, split: str, scans: list[str], opts: PatchOptions
             data[uid] = {k: arrays[k] for k in arrays.files}
         vrng = np.random.default_rng(_uid_seed(opts.seed + 1, uid))
         for i, mask_ctx in enumerate(data[uid]['pos_mask']):
-            for variant in _variants(mask_ctx, expand, opts.max_shift, opts.patch, vrng):
+            for variant in _variants(mask_ctx, expand, opts.max_shift, vrng):
                 positives.append((uid, i, variant))
         negatives += [(uid, i, None) for i in range(len(data[uid]['neg_img']))]
     per_class = min(count // 2, len(positives), len(negatives))
@@ -307,7 +291,7 @@ def _write_split(out_dir: Path, split: str, scans: list[str], opts: PatchOptions
                 t, dy, dx = variant
                 z, row, col = (int(v) for v in data[uid]['pos_meta'][i])
                 row, col = row + dy, col + dx
-                image = _variant_patch(data[uid]['pos_ctx'][i], t, dy, dx, opts.patch, opts.max_shift)
+                image = _variant_patch(data[uid]['pos_ctx'][i], t, dy, dx, opts.patch)
                 name = f'{uid}_z{z:04d}_r{row:03d}_c{col:03d}_t{t}.png'
             path = folder / name
             atomic_write_bytes(path, encode_png(image))
@@ -318,10 +302,10 @@ def _write_split(out_dir: Path, split: str, scans: list[str], opts: PatchOptions
     return written
 
 
-def convert(luna_root: Path, annotations: Path, out_dir: Path, args: argparse.Namespace,
-            summary: RunSummary) -> bool:
-    """The whole patch export; returns whether anything could be done."""
-    inputs = load_inputs(luna_root, annotations, summary)
+def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
+    """The whole patch export (arguments of :func:`parse_args`); whether anything was done."""
+    luna_root, out_dir = args.luna_root, args.out
+    inputs = load_inputs(luna_root, args.annotations, summary)
     if not inputs.scans:
         summary.warn(f'no <seriesuid>.mhd found under {luna_root}')
         return False
@@ -340,34 +324,19 @@ def convert(luna_root: Path, annotations: Path, out_dir: Path, args: argparse.Na
     for uid in sorted(splits):
         split = splits[uid]
         quota = math.ceil(2.0 * (counts[split] // 2) / max(scans_per_split[split], 1))
-        jobs.append(PatchScanJob(uid, inputs.scans[uid], tuple(inputs.nodules[uid]), quota,
-                                 out_dir, options))
-    records: dict[str, dict] = {}
-    todo = []
-    for job in jobs:
-        record = None if args.overwrite else _load_record(job)
-        if record is not None:
-            records[job.seriesuid] = record
-        else:
-            todo.append(job)
-    summary.counts['scans_resumed'] = len(records)
-    for result in run_jobs(collect_scan_patches, todo, args.workers, desc='scans -> patch candidates'):
-        if result['status'] == 'done':
-            records[result['seriesuid']] = result['record']
-        else:
-            summary.skip_scan(result['seriesuid'], result['reason'])
-    for uid in sorted(records):
-        for message in records[uid]['problems']:
-            summary.warn(f'{uid}: {message}')
-        for key, value in records[uid]['counts'].items():
-            summary.counts[key] += value
-    summary.counts['scans_processed'] = len(records)
+        jobs.append(PatchScanJob(seriesuid=uid, mhd_path=inputs.scans[uid],
+                                 nodules=tuple(inputs.nodules[uid]), out_dir=out_dir,
+                                 negative_quota=quota, options=options))
+    records = process_scans(jobs, collect_scan_patches, args, summary,
+                            desc='scans -> patch candidates')
     manifest: list[list] = []
     written: set[Path] = set()
+    start = time.perf_counter()
     for split in SPLITS:
         uids = sorted(u for u in records if splits[u] == split)
         written |= _write_split(out_dir, split, uids, options, args.expand, counts[split],
                                 summary, manifest)
+    summary.seconds['select_and_write'] = time.perf_counter() - start
     stale = 0
     for split in SPLITS:
         for label in CLASSES:
@@ -422,18 +391,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (see ``--strict``)."""
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    summary = RunSummary()
-    try:
-        done = convert(args.luna_root, args.annotations, args.out, args, summary)
-    except (FileNotFoundError, ValueError) as exc:
-        logger.error('%s', exc)
-        return 1
-    atomic_write_json(args.out / 'summary.json', summary.as_dict(), indent=1)
-    summary.log(f'luna16_to_patches -> {args.out}')
-    return summary.exit_code(done, args.strict)
-
+    return run_cli(convert, parse_args(argv), 'luna16_to_patches')
 
 if __name__ == '__main__':
     sys.exit(main())

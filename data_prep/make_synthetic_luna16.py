@@ -45,13 +45,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -396,7 +395,7 @@ def make_synthetic_scan(out_subset: Path, index: int, seed: int, shape_zyx: Sequ
     trachea_r = max(0.06 * a, 1.5 * max(spacing[0], spacing[1]))
     _carve_tube(canvas, carina, carina + np.array([0, 0, anatomy['fov_z']]), trachea_r)
     for lung in lungs:
-        _carve_tube(canvas, carina, np.asarray(lung['centre_mm']) * np.array([1, 1, 1])
+        _carve_tube(canvas, carina, np.asarray(lung['centre_mm'])
                     + np.array([0, 0, 0.2 * lung['semi_axes_mm'][2]]), 0.7 * trachea_r)
     # Vessel trees from each hilum, three roots per lung (upper, middle, lower).
     for side, lung in zip((-1, 1), lungs):

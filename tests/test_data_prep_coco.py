@@ -1,7 +1,6 @@
 """data_prep/luna16_to_coco.py on synthetic LUNA16 scans (issue 3, acceptance 1-3)."""
 import csv
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from pycocotools.coco import COCO
 
 from data_prep import luna16_to_coco
 from data_prep.make_synthetic_luna16 import make_synthetic_luna16
-from projects.lung_nodule.ct import LungMask, hu_to_uint8, read_scan
+from projects.lung_nodule.ct import LungMask, read_scan
 
 from tests.ct_reference import index_of_world, iou, read_annotations_csv, sphere_mask_from_world
 

@@ -134,6 +134,14 @@ class ScanGeometry:
         return image
 
     # ------------------------------------------------------------------ transforms
+    def _transform(self, points: Sequence[float] | np.ndarray, method: str) -> np.ndarray:
+        """Apply a SimpleITK point transform of the reference image to one or N points."""
+        pts = np.asarray(points, dtype=np.float64)
+        transform = getattr(self.reference_image(), method)
+        flat = pts.reshape(-1, 3)
+        out = np.array([transform(tuple(p)) for p in flat], dtype=np.float64)
+        return out.reshape(pts.shape)
+
     def world_to_index(self, points_xyz: Sequence[float] | np.ndarray) -> np.ndarray:
         """World points (mm, x, y, z) -> continuous voxel indices ``(x, y, z)``.
 
@@ -143,21 +151,11 @@ class ScanGeometry:
         Returns:
             float64 array of the same shape; integer values are voxel centres.
         """
-        pts = np.asarray(points_xyz, dtype=np.float64)
-        ref = self.reference_image()
-        flat = pts.reshape(-1, 3)
-        out = np.array([ref.TransformPhysicalPointToContinuousIndex(tuple(p)) for p in flat],
-                       dtype=np.float64).reshape(flat.shape)
-        return out.reshape(pts.shape)
+        return self._transform(points_xyz, 'TransformPhysicalPointToContinuousIndex')
 
     def index_to_world(self, index_xyz: Sequence[float] | np.ndarray) -> np.ndarray:
         """Continuous voxel indices ``(x, y, z)`` -> world points (mm, x, y, z)."""
-        idx = np.asarray(index_xyz, dtype=np.float64)
-        ref = self.reference_image()
-        flat = idx.reshape(-1, 3)
-        out = np.array([ref.TransformContinuousIndexToPhysicalPoint(tuple(p)) for p in flat],
-                       dtype=np.float64).reshape(flat.shape)
-        return out.reshape(idx.shape)
+        return self._transform(index_xyz, 'TransformContinuousIndexToPhysicalPoint')
 
     def pixel_to_world(self, row: float, col: float, z_index: float) -> np.ndarray:
         """World point (x, y, z) of a slice pixel: ``row`` = y index, ``col`` = x index."""

@@ -117,7 +117,11 @@ class LungMask:
         del air
         if count == 0:
             return np.zeros(labels.shape, dtype=bool)
-        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        # Component sizes, 16 slices at a time: np.bincount casts its input to int64,
+        # which for the whole label volume would be the largest array of the scan.
+        sizes = np.zeros(count + 1, dtype=np.int64)
+        for z0 in range(0, labels.shape[0], 16):
+            sizes += np.bincount(labels[z0:z0 + 16].ravel(), minlength=count + 1)
         sizes[0] = 0
         sizes[_side_face_labels(labels)] = 0
         order = np.argsort(sizes)[::-1][:self.params.max_lungs]
