@@ -34,24 +34,7 @@ fi
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3
-if ! [[ "$NPROC" =~ ^[1-9][0-9]*$ ]]; then
-    echo "error: NPROC must be a positive number of processes per node, got '$NPROC'" >&2
-    exit 2
-fi
 shift 3
 
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PORT=${PORT:-29500}
-PYTHON=${PYTHON:-python}
-TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
-
-PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --master_port="$PORT" \
-    --nproc_per_node="$NPROC" \
-    "$TOOLS_DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"
+exec bash "$(dirname "$0")/_dist_run.sh" test.py "$NPROC" "$CONFIG" "$CHECKPOINT" \
+    --launcher pytorch "$@"
