@@ -6,6 +6,8 @@ import sys
 import pytest
 import torch
 
+from projects.lung_nodule.checkpoint import load_checkpoint_file
+
 # A tiny Mask R-CNN (ResNet-18 FPN) on 128x128 slices; the rest is the real config.
 TINY = [
     'load_from=None',
@@ -56,14 +58,14 @@ def test_train_resume_then_test(repo_root, tiny_coco_root, tmp_path):
           *opts, 'train_cfg.max_epochs=1'], repo_root)
     first = work_dir / 'epoch_1.pth'
     assert first.is_file()
-    ckpt = torch.load(first, map_location='cpu', weights_only=False)
+    ckpt = load_checkpoint_file(str(first), map_location='cpu')
     assert ckpt['meta']['iter'] == 2
 
     log = _run(['tools/train.py', config, '--work-dir', str(work_dir), '--resume',
                 '--cfg-options', *opts, 'train_cfg.max_epochs=2'], repo_root)
     assert 'resumed epoch: 1, iter: 2' in log
     second = work_dir / 'epoch_2.pth'
-    resumed = torch.load(second, map_location='cpu', weights_only=False)
+    resumed = load_checkpoint_file(str(second), map_location='cpu')
     assert resumed['meta']['iter'] == 4 and resumed['meta']['epoch'] == 2
 
     test_dir = tmp_path / 'test'
