@@ -15,7 +15,7 @@ from mmpretrain.structures import DataSample
 import projects.lung_nodule  # noqa: F401  (registers our modules)
 from projects.lung_nodule.models import (BinaryAUC, PatchFolderDataset,
                                          binary_auc)
-from tests.tiny_patches import write_tiny_patches
+from tests.tiny_patches import tiny_run_config, write_tiny_patches
 
 CLASSES = ('normal', 'nodule')
 
@@ -104,20 +104,6 @@ def test_binary_auc_metric_uses_the_named_class_score():
 
 
 # ---------------------------------------------------------------- configs
-def _tiny_run_cfg(repo_root, name, patch_root, work_dir):
-    cfg = Config.fromfile(str(repo_root / 'configs/patch_cls' / name))
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[key].dataset.data_root = str(patch_root)
-        cfg[key].batch_size = 2
-        cfg[key].num_workers = 0
-        cfg[key].persistent_workers = False
-    # 4 train patches, batch 2: one epoch is 2 iterations; no val, no ckpt
-    cfg.train_cfg.max_epochs = 1
-    cfg.train_cfg.val_interval = 2
-    cfg.default_hooks.checkpoint = None
-    cfg.work_dir = str(work_dir)
-    return cfg
-
 
 def test_configs_share_data_schedule_and_classes(repo_root):
     for name in CONFIGS:
@@ -141,7 +127,9 @@ def test_configs_share_data_schedule_and_classes(repo_root):
 def test_config_builds_and_trains_2_iterations(repo_root, patch_root,
                                               tmp_path, name):
     (in_shape, feat_hw) = CONFIGS[name]
-    cfg = _tiny_run_cfg(repo_root, name, patch_root, tmp_path)
+    # 4 train patches, batch 2: one epoch is 2 iterations
+    cfg = tiny_run_config(repo_root / 'configs/patch_cls' / name, patch_root,
+                          tmp_path)
     runner = Runner.from_cfg(cfg)
     model = runner.model
 

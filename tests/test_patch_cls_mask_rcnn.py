@@ -20,7 +20,7 @@ from mmengine.runner import Runner
 
 import projects.lung_nodule  # noqa: F401  (hooks, backbones, ckpt loader)
 from projects.lung_nodule import load_checkpoint_file
-from tests.tiny_patches import write_tiny_patches
+from tests.tiny_patches import tiny_run_config, write_tiny_patches
 
 DET_CONFIG = 'configs/lung/mask_rcnn_r101_fpn_staged_patch-backbone.py'
 CLS_CONFIG = 'configs/patch_cls/resnet101_1xb64_lung-patch.py'
@@ -44,18 +44,10 @@ def _patch_classifier(repo_root, tmp_path) -> str:
     """Train the ResNet-101 patch classifier 1 iteration; its work dir."""
     patches = write_tiny_patches(
         tmp_path / 'patches', per_class={'train': 1, 'val': 1, 'test': 1})
-    cfg = Config.fromfile(str(repo_root / CLS_CONFIG))
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[key].dataset.data_root = str(patches)
-        cfg[key].batch_size = 2
-        cfg[key].num_workers = 0
-        cfg[key].persistent_workers = False
-    cfg.train_cfg.max_epochs = 1
-    cfg.train_cfg.val_interval = 2
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', interval=1, save_optimizer=False,
-        save_param_scheduler=False)
-    cfg.work_dir = str(tmp_path / 'classifier')
+    cfg = tiny_run_config(
+        repo_root / CLS_CONFIG, patches, tmp_path / 'classifier',
+        checkpoint=dict(type='CheckpointHook', interval=1,
+                        save_optimizer=False, save_param_scheduler=False))
     Runner.from_cfg(cfg).train()
     return cfg.work_dir
 

@@ -7,12 +7,13 @@ thin vessel-like lines. The two classes are easy to tell apart, so a couple of
 epochs of a small network learn them.
 """
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import cv2
 import numpy as np
+from mmengine.config import Config
 
-__all__ = ['SPLITS', 'PATCH_SIZE', 'write_tiny_patches']
+__all__ = ['SPLITS', 'PATCH_SIZE', 'tiny_run_config', 'write_tiny_patches']
 
 SPLITS = ('train', 'val', 'test')
 PATCH_SIZE = 50
@@ -62,3 +63,23 @@ def write_tiny_patches(root: Path,
                 img = make(rng).clip(0, 255).astype(np.uint8)
                 cv2.imwrite(str(folder / f'{split}_{cls}_{i:04d}.png'), img)
     return root
+
+
+def tiny_run_config(config: Path, data_root: Path, work_dir: Path,
+                    checkpoint: Optional[dict] = None) -> Config:
+    """A patch classifier config cut down to one CPU epoch on tiny patches.
+
+    Batch 2, no dataloader workers, one epoch, no validation; ``checkpoint``
+    is the ``CheckpointHook`` config (None: no checkpoint).
+    """
+    cfg = Config.fromfile(str(config))
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.data_root = str(data_root)
+        cfg[key].batch_size = 2
+        cfg[key].num_workers = 0
+        cfg[key].persistent_workers = False
+    cfg.train_cfg.max_epochs = 1
+    cfg.train_cfg.val_interval = 2
+    cfg.default_hooks.checkpoint = checkpoint
+    cfg.work_dir = str(work_dir)
+    return cfg
