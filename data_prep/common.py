@@ -180,23 +180,21 @@ def run_jobs(func: Callable[[T], R], jobs: Sequence[T], workers: int, desc: str)
     """
     if not jobs:
         return []
-    bar = tqdm(total=len(jobs), desc=desc, unit='scan', dynamic_ncols=True,
-               disable=None)
     results: list[R] = [None] * len(jobs)  # type: ignore[list-item]
-    try:
-        if workers <= 1 or len(jobs) == 1:
+    if workers <= 1 or len(jobs) == 1:
+        with tqdm(total=len(jobs), desc=desc, unit='scan', dynamic_ncols=True, disable=None) as bar:
             for i, job in enumerate(jobs):
                 results[i] = func(job)
                 bar.update()
-        else:
-            with get_context('spawn' if sys.platform == 'win32' else 'fork').Pool(
-                    min(workers, len(jobs)), maxtasksperchild=50) as pool:
-                indexed = pool.imap_unordered(_call_indexed, [(func, i, job) for i, job in enumerate(jobs)])
-                for i, result in indexed:
-                    results[i] = result
-                    bar.update()
-    finally:
-        bar.close()
+        return results
+    # The pool is forked before the progress bar exists (no thread in the forked parent).
+    context = get_context('spawn' if sys.platform == 'win32' else 'fork')
+    with context.Pool(min(workers, len(jobs)), maxtasksperchild=50) as pool:
+        indexed = pool.imap_unordered(_call_indexed, [(func, i, job) for i, job in enumerate(jobs)])
+        with tqdm(total=len(jobs), desc=desc, unit='scan', dynamic_ncols=True, disable=None) as bar:
+            for i, result in indexed:
+                results[i] = result
+                bar.update()
     return results
 
 

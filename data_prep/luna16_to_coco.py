@@ -239,7 +239,7 @@ def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
         summary.counts[f'annotations_{split}'] = len(coco['annotations'])
         summary.counts[f'scans_{split}'] = sum(1 for s in splits.values() if s == split)
     summary.counts['stale_pngs_removed'] = _remove_stale_pngs(out_dir, kept)
-    if summary.counts['nodule_pixels']:
+    if options.lung_mask and summary.counts['nodule_pixels']:
         summary.counts['nodule_pixels_in_lung_permille'] = round(
             1000 * summary.counts['nodule_pixels_in_lung'] / summary.counts['nodule_pixels'])
     return bool(records)
