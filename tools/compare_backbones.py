@@ -20,9 +20,9 @@ Examples::
     # smoke run: one epoch of every network
     python tools/compare_backbones.py --data-root data/luna16_patches --quick
 
-    # the CPU-sized run of benchmarks/RESULTS.md
+    # a CPU-sized run (benchmarks/RESULTS.md): 1 epoch, no per-epoch validation
     python tools/compare_backbones.py --data-root data/luna16_patches \\
-        --epochs 3 --work-dir work_dirs/compare_backbones
+        --epochs 1 --cfg-options train_cfg.val_interval=100
 
     # two networks only, with other settings of the configs changed
     python tools/compare_backbones.py --networks ResNet20 ResNet101 \\
