@@ -91,9 +91,9 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
     """``--split``, ``--split-seed``, ``--patient-map``."""
     parser.add_argument('--split', type=float, nargs=3, default=(0.6, 0.2, 0.2),
                         metavar=('TRAIN', 'VAL', 'TEST'),
-                        help='fractions of scans per split (default: 0.6 0.2 0.2)')
+                        help='fractions of scans per split')
     parser.add_argument('--split-seed', type=int, default=0,
-                        help='seed of the scan-level split (default: 0)')
+                        help='seed of the scan-level split')
     parser.add_argument('--patient-map', type=Path, default=None,
                         help='optional CSV seriesuid,patient_id: scans of one patient stay in one '
                              'split (LUNA16 itself has no patient id)')
@@ -102,9 +102,9 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
 def add_run_args(parser: argparse.ArgumentParser) -> None:
     """``--workers``, ``--strict``, ``--overwrite``, ``--verbose``."""
     parser.add_argument('--workers', type=_positive_int, default=1,
-                        help='parallel worker processes, one scan each (default: 1)')
+                        help='parallel worker processes, one scan each')
     parser.add_argument('--strict', action='store_true',
-                        help='exit non-zero when any input problem was met (default: only when '
+                        help='exit non-zero when any input problem was met (otherwise only when '
                              'nothing could be done)')
     parser.add_argument('--overwrite', action='store_true',
                         help='redo every scan instead of resuming from finished ones')
