@@ -13,7 +13,6 @@ import sys
 
 import pytest
 import torch
-from mmengine.config import Config
 
 from tests.test_staged_unfreeze_hook import expected_trainable, tiny_staged_cfg
 
