@@ -334,7 +334,8 @@ def write_chart(rows: List[dict], path: str, title: str) -> None:
     ax.set_ylim(0.0, 1.05)
     ax.set_ylabel('test score (nodule = positive)')
     ax.set_title(title, fontsize=9)
-    ax.legend(loc='lower right', fontsize=8)
+    ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.15), ncol=5,
+              fontsize=8, frameon=False)
     ax.grid(axis='y', alpha=0.3)
     fig.tight_layout()
 
@@ -367,11 +368,12 @@ def write_outputs(rows: List[dict], out_dir: str,
               f'{datetime.date.today().isoformat()}; machine: {machine}; '
               f"command: `{' '.join(sys.argv)}`. Metrics on the test split, "
               'final weights; precision, recall and AUC of the nodule class; '
-              'training time includes the per-epoch validation.')
+              'training time is the wall time of `Runner.train()`, with the '
+              'validation the schedule runs.')
     write_csv(rows, paths['csv'])
     write_markdown(rows, paths['md'], header)
-    write_chart(rows, paths['png'],
-                f'Patch classifiers on {osp.basename(osp.normpath(args.data_root))}')
+    write_chart(rows, paths['png'], f'Patch classifiers on {args.data_root} '
+                '(test split)')
     return paths
 
 
