@@ -47,7 +47,7 @@ def test_leaf_configs_fine_tune_the_coco_r101_on_native_512_slices(repo_root, le
         types = [t.type for t in dataset.pipeline]
         assert 'RandomFlip' not in types  # left-right flips swap the lungs
         assert [t.scale for t in dataset.pipeline if t.type == 'Resize'] == [(512, 512)]
-    assert cfg.test_evaluator.ann_file == 'data/luna16_coco/annotations/instances_test.json'
+    assert cfg.test_evaluator[0].ann_file == 'data/luna16_coco/annotations/instances_test.json'
 
 
 def test_staged_config_follows_matterports_stages_on_the_r101(repo_root):

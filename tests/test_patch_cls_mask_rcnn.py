@@ -138,8 +138,8 @@ def test_training_starts_from_the_patch_classifier_backbone(
         cfg[key].persistent_workers = False
     cfg.train_dataloader.batch_size = 2  # 2 train slices: one iteration
     for key in ('val_evaluator', 'test_evaluator'):
-        cfg[key].ann_file = str(tiny_coco_root / 'annotations' /
-                                f"instances_{key.split('_')[0]}.json")
+        cfg[key][0].ann_file = str(tiny_coco_root / 'annotations' /
+                                   f"instances_{key.split('_')[0]}.json")
     cfg.train_cfg.max_epochs = 1
     cfg.train_cfg.val_interval = 2
     cfg.default_hooks.checkpoint = None

@@ -20,4 +20,6 @@ def test_demo_config_is_offline_staged_and_native_size(repo_root, tmp_path, monk
         dataset = cfg[f'{split}_dataloader'].dataset
         assert dataset.data_root == f'{tmp_path / "coco"}/'
         assert [t.scale for t in dataset.pipeline if t.type == 'Resize'] == [(128, 128)]
-    assert cfg.test_evaluator.ann_file == f'{tmp_path / "coco"}/annotations/instances_test.json'
+    assert cfg.test_evaluator[0].type == 'CocoMetric'
+    assert cfg.test_evaluator[0].ann_file == f'{tmp_path / "coco"}/annotations/instances_test.json'
+    assert cfg.val_evaluator[0].ann_file == f'{tmp_path / "coco"}/annotations/instances_val.json'

@@ -74,8 +74,10 @@ def write_demo_config(coco_root: Path, image_size: int, epochs: Sequence[int],
         for step in loader.dataset.pipeline:
             if step.type == 'Resize':
                 step.scale = (image_size, image_size)
-    cfg.val_evaluator.ann_file = f'{coco_root}/annotations/instances_val.json'
-    cfg.test_evaluator.ann_file = f'{coco_root}/annotations/instances_test.json'
+    for split in ('val', 'test'):  # the CocoMetric entries of the evaluator lists
+        for metric in cfg[f'{split}_evaluator']:
+            if metric.type == 'CocoMetric':
+                metric.ann_file = f'{coco_root}/annotations/instances_{split}.json'
     cfg.param_scheduler = [
         dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20)
     ]

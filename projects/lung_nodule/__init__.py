@@ -13,3 +13,4 @@ from . import engine  # noqa: F401  (StagedUnfreezeHook: mmdet HOOKS)
 from . import models  # noqa: F401  (ResNet20, PatchFolderDataset, BinaryAUC: mmpretrain)
 
 __all__ = ['CHECKPOINT_SAFE_GLOBALS', 'load_checkpoint_file']
+from . import evaluation  # noqa: F401

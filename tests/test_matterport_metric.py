@@ -1,0 +1,122 @@
+"""Matterport-style mask mAP and per-nodule Dice on a case computed by hand."""
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.evaluator import Evaluator
+from mmengine.structures import InstanceData
+
+from mmdet.registry import METRICS
+from mmdet.structures import DetDataSample
+from mmdet.structures.mask import BitmapMasks
+from projects.lung_nodule.evaluation import (MatterportMaskAP, NoduleDiceMetric,
+                                             matterport_mask_ap)
+
+SIZE = 64
+
+
+def box_mask(y0: int, x0: int, h: int = 10, w: int = 10) -> np.ndarray:
+    mask = np.zeros((SIZE, SIZE), dtype=bool)
+    mask[y0:y0 + h, x0:x0 + w] = True
+    return mask
+
+
+def sample(gts, preds) -> dict:
+    """A predicted DetDataSample as the evaluator sees it; preds: (mask, score)."""
+    ds = DetDataSample(metainfo=dict(img_id=0, ori_shape=(SIZE, SIZE)))
+    ds.gt_instances = InstanceData(
+        masks=BitmapMasks(np.array(gts, dtype=np.uint8).reshape(-1, SIZE, SIZE), SIZE, SIZE),
+        labels=torch.zeros(len(gts), dtype=torch.long))
+    ds.pred_instances = InstanceData(
+        masks=torch.from_numpy(np.array([m for m, _ in preds]).reshape(-1, SIZE, SIZE)),
+        scores=torch.tensor([s for _, s in preds], dtype=torch.float32),
+        labels=torch.zeros(len(preds), dtype=torch.long))
+    return ds.to_dict()
+
+
+# Image 1: nodules A and B.
+#   p1 (0.9): A shifted 1 px -> IoU 90/110 = 0.82, Dice 180/200 = 0.9   true positive
+#   p2 (0.8): A shifted 2 px -> IoU 80/120 = 0.67                       double detection: FP
+#   p5 (0.3): B exactly, but below Matterport's score threshold 0.7     B is missed
+# Image 2: nodule C.
+#   p3 (0.95): nowhere near C                                            false positive
+#   p4 (0.85): C exactly                                                 true positive
+# Image 3: no nodule, one prediction (0.9): left out of the mean, counted as empty FP.
+A, B, C = box_mask(10, 10), box_mask(40, 40), box_mask(30, 5)
+IMAGE1 = sample([A, B], [(box_mask(10, 11), 0.9), (box_mask(10, 12), 0.8), (B, 0.3)])
+IMAGE2 = sample([C], [(box_mask(5, 40), 0.95), (C, 0.85)])
+IMAGE3 = sample([], [(box_mask(20, 20), 0.9)])
+
+# By hand, score_thr 0.7 (Matterport's compute_ap):
+#   image 1: [TP, FP], recall [.5, .5], precision [1, .5]; B never found
+#            AP = 0.5 * 1 + 0.5 * 0 = 0.5
+#   image 2: [FP, TP], recall [0, 1], precision [0, .5]; interpolated 0.5 up to recall 1
+#            AP = 1 * 0.5 = 0.5
+#   mean over the two images with nodules = 0.5
+# With score_thr 0, p5 finds B in image 1: [TP, FP, TP], precision [1, .5, 2/3]:
+#   AP = 0.5 * 1 + 0.5 * 2/3 = 5/6; mean (5/6 + 1/2) / 2 = 2/3
+# Dice, score_thr 0.7: A 0.9 (p1), B 0 (missed), C 1.0 -> mean 1.9 / 3, touched 0.95
+
+
+def evaluate(metric, samples) -> dict:
+    metric.process({}, samples)
+    return metric.evaluate(len(samples))
+
+
+def test_matterport_map_hand_computed():
+    metrics = evaluate(MatterportMaskAP(), [IMAGE1, IMAGE2, IMAGE3])
+    assert metrics['matterport/mask_mAP_50'] == pytest.approx(0.5)
+    assert metrics['matterport/num_images'] == 2
+    assert metrics['matterport/fp_per_empty_image'] == 1
+
+    metrics = evaluate(MatterportMaskAP(score_thr=0.0), [IMAGE1, IMAGE2, IMAGE3])
+    assert metrics['matterport/mask_mAP_50'] == pytest.approx(2 / 3)
+
+    # IoU 0.85 rejects p1 (0.82): image 1 has no hit, image 2 stays 0.5
+    metrics = evaluate(MatterportMaskAP(iou_thr=0.85), [IMAGE1, IMAGE2])
+    assert metrics['matterport/mask_mAP_85'] == pytest.approx(0.25)
+
+
+def test_matterport_ap_is_not_pooled_coco_ap50():
+    # one image found perfectly, one missed entirely: Matterport averages 1 and 0
+    perfect = sample([A], [(A, 0.9)])
+    missed = sample([B], [])
+    metrics = evaluate(MatterportMaskAP(), [perfect, missed])
+    assert metrics['matterport/mask_mAP_50'] == pytest.approx(0.5)
+
+
+def test_class_must_match():
+    gt = np.array([A])
+    ap = matterport_mask_ap(gt, np.array([0]), gt, np.array([1]), np.array([0.9]))
+    assert ap == 0.0
+
+
+def test_nodule_dice_hand_computed():
+    metrics = evaluate(NoduleDiceMetric(), [IMAGE1, IMAGE2, IMAGE3])
+    assert metrics['nodule/dice'] == pytest.approx(1.9 / 3)
+    assert metrics['nodule/dice_detected'] == pytest.approx(0.95)
+    assert metrics['nodule/recall'] == pytest.approx(2 / 3)
+    assert metrics['nodule/num_nodules'] == 3
+
+    metrics = evaluate(NoduleDiceMetric(score_thr=0.0), [IMAGE1, IMAGE2])
+    assert metrics['nodule/dice'] == pytest.approx(2.9 / 3)
+
+
+def test_registered_and_in_the_lung_configs(repo_root):
+    assert METRICS.get('MatterportMaskAP') is MatterportMaskAP
+    assert METRICS.get('NoduleDiceMetric') is NoduleDiceMetric
+    assert 'MatterportMaskAP(iou_thr=0.5' in repr(MatterportMaskAP())
+    for name in ('all', 'staged'):
+        cfg = Config.fromfile(str(repo_root / f'configs/lung/mask_rcnn_r101_fpn_{name}.py'))
+        for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+            types = [e['type'] for e in evaluator]
+            assert types == ['CocoMetric', 'MatterportMaskAP', 'NoduleDiceMetric']
+        Evaluator([METRICS.build(e) for e in cfg.test_evaluator[1:]])
+
+
+def test_missing_gt_masks_is_explained():
+    ds = DetDataSample(metainfo=dict(img_id=0, ori_shape=(SIZE, SIZE)))
+    ds.gt_instances = InstanceData(labels=torch.zeros(0, dtype=torch.long))
+    ds.pred_instances = InstanceData(scores=torch.zeros(0), labels=torch.zeros(0).long())
+    with pytest.raises(KeyError, match='with_mask=True'):
+        MatterportMaskAP().process({}, [ds.to_dict()])
