@@ -19,11 +19,23 @@ backend_args = None
 # Resize keeps 512x512 slices at their native size (scale factor 1, never stretched),
 # where mmdet's COCO pipeline resizes to 1333x800. No RandomFlip: mmdet's COCO
 # pipeline flips left-right, which swaps the patient's left and right lungs.
-# (Translation and rotation, as the paper says, come with the augmentation work.)
+# Translation and rotation, as the paper says (it gives no ranges): mmdet's Rotate
+# and TranslateX/Y, which move the masks (RandomAffine does not), each on half of
+# the slices; up to 15 degrees about the centre; shifts of 0 or 10% of the side
+# (mmdet rounds magnitudes to 0.1, so max_mag=0.1 gives 0 or +-51 px). Borders
+# fill with 0, the air outside the lungs in our slices (mmdet's default is 128).
+# BoxesFromMasks (projects/lung_nodule/datasets) then makes each box the tight
+# box of its moved mask (Rotate only rotates the box: loose) and drops nodules
+# moved out of the image. Keep Resize at index 2 (tests and tools index it).
+geometric_fill = dict(img_border_value=0, mask_border_value=0)
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=(512, 512), keep_ratio=True),
+    dict(type='Rotate', prob=0.5, min_mag=0.0, max_mag=15.0, **geometric_fill),
+    dict(type='TranslateX', prob=0.5, min_mag=0.0, max_mag=0.1, **geometric_fill),
+    dict(type='TranslateY', prob=0.5, min_mag=0.0, max_mag=0.1, **geometric_fill),
+    dict(type='BoxesFromMasks', min_area=1),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
