@@ -11,8 +11,19 @@ custom_imports = dict(imports=['projects.lung_nodule'], allow_failed_imports=Fal
 # The 81-class fc_cls / conv_logits do not fit one class: they start from scratch
 # (mmengine loads non-strictly and logs the size mismatch).
 load_from = 'https://download.openmmlab.com/mmdetection/v2.0/mask_rcnn/mask_rcnn_r101_fpn_1x_coco/mask_rcnn_r101_fpn_1x_coco_20200204-1efe0ed5.pth'  # noqa: E501
+#
+# Anchors for nodules (3-30 mm: about 4-43 px at 0.7 mm/px): mmdet's scale 8 makes
+# 32-512 px anchors on strides 4-64, and with min_pos_iou=0.3 a box under about
+# 17x17 px gets no positive anchor. Scale 2 (8-128 px) keeps 3 anchors per
+# location, so the COCO RPN head still loads; min_pos_iou 0.2 lets the 3-5 px
+# cross-sections match their best anchor (match_low_quality). On 20 synthetic
+# scans (128x128 slices resized to 512): 92% -> 100% of the training boxes;
+# at native size (2-16 px boxes) 0% -> 95.5% of all 66 boxes.
+# Check with: python tools/analysis/anchor_coverage.py CONFIG --min-coverage 0.99
 model = dict(
     backbone=dict(init_cfg=None),
+    rpn_head=dict(anchor_generator=dict(scales=[2])),
+    train_cfg=dict(rpn=dict(assigner=dict(min_pos_iou=0.2))),
     roi_head=dict(
         bbox_head=dict(num_classes=1),
         mask_head=dict(num_classes=1)))
