@@ -15,3 +15,4 @@ from . import models  # noqa: F401  (ResNet20, PatchFolderDataset, BinaryAUC: mm
 __all__ = ['CHECKPOINT_SAFE_GLOBALS', 'load_checkpoint_file']
 from . import evaluation  # noqa: F401
 from . import datasets  # noqa: F401
+from . import visualization  # noqa: F401

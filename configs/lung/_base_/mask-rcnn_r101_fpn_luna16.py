@@ -27,3 +27,7 @@ model = dict(
     roi_head=dict(
         bbox_head=dict(num_classes=1),
         mask_head=dict(num_classes=1)))
+
+# One colour per nodule in `tools/test.py --show-dir` and tools/browse_dataset.py
+# (the paper's Fig. 4), where mmdet's DetLocalVisualizer colours by class.
+visualizer = dict(type='NoduleVisualizer')
