@@ -3,6 +3,7 @@ import importlib.util
 import subprocess
 import sys
 
+import pytest
 from mmengine.config import Config
 
 STAGED = 'configs/lung/mask_rcnn_r101_fpn_staged.py'
@@ -35,6 +36,7 @@ def test_shipped_anchors_cover_small_nodules_where_mmdets_miss_them(repo_root, t
     assert missed and all(area < 16 * 16 for area in missed)
 
 
+@pytest.mark.slow
 def test_cli_fails_below_min_coverage_and_says_what_to_change(repo_root, tiny_coco_root):
     proc = subprocess.run(
         [sys.executable, 'tools/analysis/anchor_coverage.py', STAGED, '--min-coverage', '0.99',
@@ -47,6 +49,7 @@ def test_cli_fails_below_min_coverage_and_says_what_to_change(repo_root, tiny_co
     assert 'below --min-coverage 0.99' in proc.stderr and 'anchor_generator.scales' in proc.stderr
 
 
+@pytest.mark.slow
 def test_shipped_config_covers_the_synthetic_luna16_set(repo_root, tmp_path):
     """Acceptance: >= 99% on data made by the data preparation (default scan shape)."""
     from data_prep import luna16_to_coco

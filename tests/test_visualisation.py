@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -79,6 +80,7 @@ def test_nodule_visualizer_one_colour_per_nodule(repo_root):
     assert np.abs(first - second).sum() > 60  # two colours, not the class colour twice
 
 
+@pytest.mark.slow
 def test_show_dir_writes_gt_beside_predictions(repo_root, tiny_coco_root, tmp_path):
     cfg = Config.fromfile(str(repo_root / STAGED))
     cfg.model.backbone.update(depth=18, init_cfg=None)  # as TINY
