@@ -7,8 +7,9 @@ it. This tool runs the *training* pipeline on the annotations of a split (so box
 are in the resized image, as the RPN sees them in training; mmdet's test
 pipelines load annotations after ``Resize`` and keep them in the original frame),
 less its random geometric augmentation (``--keep-augmentation`` keeps it), lays
-out the RPN anchors for each padded image exactly as the RPN does, runs the RPN assigner of ``model.train_cfg.rpn`` and reports the
-fraction of boxes that at least one anchor is assigned to.
+out the RPN anchors for each padded image exactly as the RPN does, runs the RPN
+assigner of ``model.train_cfg.rpn`` and reports the fraction of boxes that at
+least one anchor is assigned to.
 
 Example::
 
