@@ -88,14 +88,17 @@ test_dataloader = dict(
 # best-matching predicted mask. Both drop predictions under Matterport's
 # DETECTION_MIN_CONFIDENCE (0.7) and read the ground truth from the test pipeline.
 # Entry 0 is the CocoMetric: `--cfg-options test_evaluator.0.ann_file=...`.
+nodule_metrics = [
+    dict(type='MatterportMaskAP', iou_thr=0.5, score_thr=0.7),
+    dict(type='NoduleDiceMetric', score_thr=0.7),
+]
 val_evaluator = [
     dict(
         type='CocoMetric',
         ann_file=data_root + 'annotations/instances_val.json',
         metric=['bbox', 'segm'],
         backend_args=backend_args),
-    dict(type='MatterportMaskAP', iou_thr=0.5, score_thr=0.7),
-    dict(type='NoduleDiceMetric', score_thr=0.7),
+    *nodule_metrics,
 ]
 test_evaluator = [
     dict(
@@ -103,6 +106,5 @@ test_evaluator = [
         ann_file=data_root + 'annotations/instances_test.json',
         metric=['bbox', 'segm'],
         backend_args=backend_args),
-    dict(type='MatterportMaskAP', iou_thr=0.5, score_thr=0.7),
-    dict(type='NoduleDiceMetric', score_thr=0.7),
+    *nodule_metrics,
 ]
