@@ -2,6 +2,7 @@
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmpretrain.models.backbones import ResNet_CIFAR
 from mmpretrain.models.backbones.resnet import BasicBlock
 from mmpretrain.registry import MODELS
@@ -49,7 +50,9 @@ def test_parameter_count_is_the_documented_0_27_m(repo_root):
     assert _num_params(ResNet20()) == BACKBONE_PARAMS
     cfg = Config.fromfile(
         str(repo_root / 'configs/patch_cls/resnet20_1xb64_lung-patch.py'))
-    classifier = MODELS.build(cfg.model)
+    # earlier tests may leave mmdet as the default scope: build in mmpretrain's
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = MODELS.build(cfg.model)
     total = _num_params(classifier)
     assert total == BACKBONE_PARAMS + HEAD_PARAMS
     assert round(total / 1e6, 2) == 0.27
