@@ -23,8 +23,8 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from _tool_config import load_tool_config
 from mmdet.utils import setup_cache_size_limit_of_dynamo
-from projects.lung_nodule.engine import setup_cpu_distributed
 
 EVAL_CHOICES = ('bbox', 'segm', 'proposal', 'proposal_fast')
 
@@ -86,16 +86,7 @@ def main() -> Optional[dict]:
     args = parse_args()
     setup_cache_size_limit_of_dynamo()
 
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    # --launcher pytorch without CUDA (e.g. tools/dist_test.sh on a CPU machine): gloo
-    setup_cpu_distributed(cfg, args.launcher)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_tool_config(args)
     cfg.load_from = args.checkpoint
     if args.eval:
         apply_eval_option(cfg, args.eval)

@@ -8,16 +8,15 @@ Example::
 """
 import argparse
 import os
-import os.path as osp
 
 import _bootstrap  # noqa: F401  (puts the repo on sys.path, registers our modules)
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from _tool_config import load_tool_config
 from mmdet.utils import setup_cache_size_limit_of_dynamo
-from projects.lung_nodule.engine import setup_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,18 +57,7 @@ def main() -> None:
     args = parse_args()
     setup_cache_size_limit_of_dynamo()
 
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    # --launcher pytorch without CUDA (e.g. tools/dist_train.sh on a CPU machine): gloo
-    setup_cpu_distributed(cfg, args.launcher)
-
-    # work_dir priority: CLI > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_tool_config(args)
 
     if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
