@@ -27,19 +27,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from projects.lung_nodule.ct import (CTScan, LungMask, NoduleAnnotation, ScanGeometry,
-                                     find_scans, hu_to_uint8, nearest_slices,
-                                     read_annotations, sphere_cross_section)
+from projects.lung_nodule.ct import NoduleAnnotation, find_scans, read_annotations
 
 __all__ = [
-    'SPLITS', 'LocatedNodule', 'LunaInputs', 'ResumableJob', 'RunSummary', 'ScanJobBase',
-    'add_input_args',
+    'SPLITS', 'LunaInputs', 'ResumableJob', 'RunSummary', 'ScanJobBase', 'add_input_args',
     'add_run_args', 'add_split_args', 'assign_splits', 'atomic_write_bytes',
     'atomic_write_json', 'atomic_write_text', 'encode_png', 'file_fingerprint', 'fingerprint',
-    'load_inputs', 'load_record', 'locate_nodules', 'nodule_masks_on_slice',
-    'process_scans', 'read_patient_map', 'read_splits_csv', 'run_cli', 'run_jobs',
-    'select_nodule_slices', 'setup_logging', 'slice_to_uint8', 'splits_for_inputs',
-    'write_splits_csv',
+    'load_inputs', 'load_record', 'process_scans', 'read_patient_map', 'read_splits_csv',
+    'run_cli', 'run_jobs', 'setup_logging', 'splits_for_inputs', 'write_splits_csv',
 ]
 
 logger = logging.getLogger('data_prep')
@@ -516,65 +511,3 @@ def splits_for_inputs(inputs: LunaInputs, args: argparse.Namespace, summary: Run
                          f'their own patient (first: {unmapped[0]})')
     positive = [uid for uid, nodules in inputs.nodules.items() if nodules]
     return assign_splits(inputs.scans, args.split, args.split_seed, positive, patient_map)
-
-
-# ---------------------------------------------------------------- nodules on slices
-@dataclass(frozen=True)
-class LocatedNodule:
-    """A nodule and its continuous voxel index ``(x, y, z)`` in one scan."""
-
-    annotation: NoduleAnnotation
-    centre_index_xyz: tuple[float, float, float]
-
-
-def locate_nodules(geometry: ScanGeometry, nodules: Sequence[NoduleAnnotation],
-                   scan_path: Path) -> tuple[list[LocatedNodule], list[str]]:
-    """World centres -> voxel indices (origin, spacing, direction); outside ones reported."""
-    located: list[LocatedNodule] = []
-    problems: list[str] = []
-    if not nodules:
-        return located, problems
-    indices = geometry.world_to_index(np.array([n.coord_xyz for n in nodules]))
-    for nodule, index in zip(nodules, indices):
-        if geometry.contains_index(index):
-            located.append(LocatedNodule(nodule, tuple(float(v) for v in index)))
-        else:
-            problems.append(
-                f'annotations line {nodule.line}: nodule centre {nodule.coord_xyz} mm of '
-                f'{nodule.seriesuid} maps to voxel (x, y, z) = '
-                f'({index[0]:.1f}, {index[1]:.1f}, {index[2]:.1f}), outside {scan_path.name} '
-                f'of size {geometry.size_xyz}; nodule left out')
-    return located, problems
-
-
-def select_nodule_slices(located: Sequence[LocatedNodule], num_slices: int,
-                         per_nodule: int) -> list[int]:
-    """The union (each slice once, sorted) of the ``per_nodule`` slices nearest each centre."""
-    chosen: set[int] = set()
-    for nodule in located:
-        chosen.update(nearest_slices(nodule.centre_index_xyz[2], num_slices, per_nodule))
-    return sorted(chosen)
-
-
-def nodule_masks_on_slice(located: Sequence[LocatedNodule], z_index: int,
-                          geometry: ScanGeometry) -> list[tuple[LocatedNodule, np.ndarray]]:
-    """Cross-section masks of every nodule that cuts slice ``z_index`` (non-empty only)."""
-    shape_yx = geometry.shape_zyx[1:]
-    out = []
-    for nodule in located:
-        mask = sphere_cross_section(shape_yx, nodule.centre_index_xyz,
-                                    nodule.annotation.radius_mm, z_index, geometry.spacing_xyz)
-        if mask.any():
-            out.append((nodule, mask))
-    return out
-
-
-def slice_to_uint8(scan: CTScan, z_index: int, lungs: LungMask | None) -> np.ndarray:
-    """Slice ``z_index`` windowed to [-1024, 800] HU as uint8; outside the lung set to 0.
-
-    Only this slice is converted (a new array); the scan's data is never modified.
-    """
-    image = hu_to_uint8(scan.array[z_index])
-    if lungs is not None:
-        image[~lungs.slice(z_index)] = 0
-    return image

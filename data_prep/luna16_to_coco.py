@@ -50,12 +50,13 @@ if __package__ in (None, ''):  # run as a script: make the repository importable
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from data_prep.common import (SPLITS, RunSummary, ScanJobBase, add_input_args, add_run_args, add_split_args,
-                              atomic_write_bytes, atomic_write_json, encode_png, file_fingerprint,
-                              fingerprint, load_inputs, locate_nodules, nodule_masks_on_slice,
-                              process_scans, run_cli, select_nodule_slices, slice_to_uint8,
+from data_prep.common import (SPLITS, RunSummary, ScanJobBase, add_input_args, add_run_args,
+                              add_split_args, atomic_write_bytes, atomic_write_json, encode_png,
+                              file_fingerprint, fingerprint, load_inputs, process_scans, run_cli,
                               splits_for_inputs, write_splits_csv)
-from projects.lung_nodule.ct import (LungMask, NoduleAnnotation, ScanReadError, read_scan)
+from projects.lung_nodule.ct import (LungMask, NoduleAnnotation, ScanReadError, locate_nodules,
+                                     nodule_masks_on_slice, read_scan, select_nodule_slices,
+                                     slice_to_uint8)
 
 __all__ = ['CATEGORIES', 'CocoOptions', 'ScanJob', 'assemble_coco', 'convert', 'export_scan',
            'main', 'mask_to_annotation', 'parse_args']

@@ -8,7 +8,7 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 
-import projects.lung_nodule  # noqa: F401  (registers the loader)
+import projects.lung_nodule.registry  # noqa: F401  (registers our modules, checkpoint loader)
 from projects.lung_nodule.checkpoint import load_checkpoint_file
 
 

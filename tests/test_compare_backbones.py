@@ -11,7 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
-import projects.lung_nodule  # noqa: F401  (registers ResNet20)
+import projects.lung_nodule.registry  # noqa: F401  (registers our modules, checkpoint loader)
 
 from tests.tiny_patches import write_tiny_patches
 

@@ -9,8 +9,8 @@ from mmengine.structures import InstanceData
 from mmdet.registry import METRICS
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
-from projects.lung_nodule.evaluation import (MatterportMaskAP, NoduleDiceMetric,
-                                             matterport_mask_ap)
+from projects.lung_nodule.evaluation.functional import matterport_mask_ap
+from projects.lung_nodule.evaluation.metrics import MatterportMaskAP, NoduleDiceMetric
 
 SIZE = 64
 

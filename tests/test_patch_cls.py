@@ -12,9 +12,9 @@ from mmengine.runner import Runner
 from mmpretrain.datasets import CustomDataset
 from mmpretrain.structures import DataSample
 
-import projects.lung_nodule  # noqa: F401  (registers our modules)
-from projects.lung_nodule.models import (BinaryAUC, PatchFolderDataset,
-                                         binary_auc)
+import projects.lung_nodule.registry  # noqa: F401  (registers our modules, checkpoint loader)
+from projects.lung_nodule.datasets import PatchFolderDataset
+from projects.lung_nodule.evaluation.metrics import BinaryAUC, binary_auc
 from tests.tiny_patches import tiny_run_config, write_tiny_patches
 
 CLASSES = ('normal', 'nodule')

@@ -18,8 +18,8 @@ from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-import projects.lung_nodule  # noqa: F401  (hooks, backbones, ckpt loader)
-from projects.lung_nodule import load_checkpoint_file
+import projects.lung_nodule.registry  # noqa: F401  (registers our modules, checkpoint loader)
+from projects.lung_nodule.checkpoint import load_checkpoint_file
 from tests.tiny_patches import tiny_run_config, write_tiny_patches
 
 DET_CONFIG = 'configs/lung/mask_rcnn_r101_fpn_staged_patch-backbone.py'

@@ -7,7 +7,7 @@ from mmpretrain.models.backbones import ResNet_CIFAR
 from mmpretrain.models.backbones.resnet import BasicBlock
 from mmpretrain.registry import MODELS
 
-import projects.lung_nodule  # noqa: F401  (registers ResNet20)
+import projects.lung_nodule.registry  # noqa: F401  (registers our modules, checkpoint loader)
 from projects.lung_nodule.models import ResNet20
 
 # 3x3 stem 3->16 + BN, 3 stages x 3 basic blocks (16, 32, 64 channels), 1x1

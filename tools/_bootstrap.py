@@ -11,4 +11,4 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import projects.lung_nodule  # noqa: E402,F401  (registers our modules)
+import projects.lung_nodule.registry  # noqa: E402,F401  (registers our modules, checkpoint loader)

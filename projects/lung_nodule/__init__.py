@@ -1,18 +1,18 @@
 """Lung-nodule instance segmentation on chest CT, built on OpenMMLab registries.
 
-Configs load this package with::
+Importing this package is cheap and imports neither torch nor any OpenMMLab package,
+so that the CT code (:mod:`projects.lung_nodule.ct`) serves the data converters
+without them. Registration lives in :mod:`projects.lung_nodule.registry`, which
+configs load with::
 
-    custom_imports = dict(imports=['projects.lung_nodule'], allow_failed_imports=False)
+    custom_imports = dict(imports=['projects.lung_nodule.registry'],
+                          allow_failed_imports=False)
 
-Importing it registers our modules (hooks, backbones, metrics, transforms) in the
-mmdet / mmpretrain / mmengine registries, and installs the torch >= 2.6 checkpoint
-loader of :mod:`projects.lung_nodule.checkpoint`.
+Subpackages:
+
+- ``ct``: CT knowledge without torch (reading scans, geometry, lung mask, window,
+  slice images, nodule geometry);
+- ``engine``, ``datasets``, ``models``, ``evaluation.metrics``, ``visualization``:
+  registered mmengine / mmdet / mmpretrain modules;
+- ``checkpoint``: the torch >= 2.6 checkpoint loader.
 """
-from .checkpoint import CHECKPOINT_SAFE_GLOBALS, load_checkpoint_file
-from . import engine  # noqa: F401  (StagedUnfreezeHook: mmdet HOOKS)
-from . import models  # noqa: F401  (ResNet20, PatchFolderDataset, BinaryAUC: mmpretrain)
-
-__all__ = ['CHECKPOINT_SAFE_GLOBALS', 'load_checkpoint_file']
-from . import evaluation  # noqa: F401
-from . import datasets  # noqa: F401
-from . import visualization  # noqa: F401

@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import projects.lung_nodule  # noqa: E402,F401  (torch >= 2.6 checkpoint loader)
+import projects.lung_nodule.registry  # noqa: E402,F401  (registers our modules, checkpoint loader)
 
 __all__ = ['merge_patch_backbone', 'resolve_checkpoint']
 

@@ -4,7 +4,7 @@
 # COCO-trained weights as the starting point (the paper fine-tunes a COCO model).
 _base_ = './datasets/luna16_coco_instance.py'
 
-custom_imports = dict(imports=['projects.lung_nodule'], allow_failed_imports=False)
+custom_imports = dict(imports=['projects.lung_nodule.registry'], allow_failed_imports=False)
 
 # COCO-pretrained: load_from covers the backbone, so its ImageNet init_cfg is off
 # (Runner.train() would otherwise try to download torchvision://resnet101 first).

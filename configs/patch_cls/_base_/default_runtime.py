@@ -5,9 +5,9 @@
 # use the registries of mmpretrain (models, datasets, transforms, metrics)
 default_scope = 'mmpretrain'
 
-# register our modules: ResNet20, PatchFolderDataset, BinaryAUC
+# register our modules (ResNet20, PatchFolderDataset, BinaryAUC, ...)
 custom_imports = dict(
-    imports=['projects.lung_nodule'], allow_failed_imports=False)
+    imports=['projects.lung_nodule.registry'], allow_failed_imports=False)
 
 # configure default hooks
 default_hooks = dict(

@@ -1,13 +1,8 @@
-"""Evaluation of nodule segmentation beside mmdet's ``CocoMetric``.
+"""Evaluation of nodule detection and segmentation.
 
-Importing it registers ``MatterportMaskAP`` (the paper's likely metric: per-image
-mask AP at IoU 0.5, averaged over images) and ``NoduleDiceMetric`` in mmdet's
-``METRICS``.
+- :mod:`.metrics`: mmengine metrics (``MatterportMaskAP``, ``NoduleDiceMetric`` in
+  mmdet's ``METRICS``; ``BinaryAUC`` in mmpretrain's), registered on import;
+- :mod:`.functional`: the per-image computations behind them (torch).
+
+Nothing is imported here, so that submodules without torch stay light.
 """
-from .functional import best_match_dice, mask_iou, matterport_mask_ap
-from .metrics import MatterportMaskAP, NoduleDiceMetric
-
-__all__ = [
-    'MatterportMaskAP', 'NoduleDiceMetric', 'best_match_dice', 'mask_iou',
-    'matterport_mask_ap'
-]
