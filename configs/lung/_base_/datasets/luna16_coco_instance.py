@@ -14,6 +14,12 @@ data_root = 'data/luna16_coco/'  # written by data_prep/luna16_to_coco.py
 metainfo = dict(classes=('nodule', ), palette=[(220, 20, 60)])
 backend_args = None
 
+# Whole-scan inference (tools/infer_scan.py): a scan whose in-plane pixel size is far
+# from this (outside 0.6-1.5x, projects/lung_nodule/apis/inplane.py) has its slices
+# resampled in-plane to it before the network; results are mapped back to the scan's
+# own grid. 0.7 mm is LUNA16's typical pixel (its scans have 0.46-0.98 mm, all kept).
+infer_pixel_spacing_mm = 0.7
+
 # Slices are 8-bit PNGs of HU [-1024, 800] -> [0, 255], lung-masked; cv2 reads the
 # grey PNG as 3 equal channels, which is what the COCO-pretrained stem expects.
 # Resize keeps 512x512 slices at their native size (scale factor 1, never stretched),
