@@ -1,5 +1,5 @@
 """CT knowledge, in one place: reading scans, world <-> voxel, HU window, lung mask,
-nodule spheres, and the LUNA16 layout.
+nodule spheres, the LUNA16 layout, 3D linking of slice detections and nodule measurement.
 
 Used by ``data_prep/`` (the LUNA16 converters), by training-time code and by whole-scan
 inference, so that they cannot drift apart.
@@ -11,19 +11,26 @@ numbers (row-major 3x3).
 """
 from .geometry import ScanGeometry
 from .io import CTScan, ScanReadError, read_scan, read_scan_geometry
+from .linking import (LinkedNodule, SliceDetections, link_detections, linked_to_label_volume,
+                      nodule_probability)
 from .luna16 import (ANNOTATION_COLUMNS, NoduleAnnotation, RowProblem, find_scans,
                      read_annotations, seriesuid_problem)
 from .lung import LungMask, LungMaskParams, segment_lungs
+from .measure import (NODULE_COLUMNS, NoduleMeasurement, measure_label_volume, nodule_table_csv,
+                      read_label_volume, write_nodule_table)
 from .nodules import LocatedNodule, locate_nodules, nodule_masks_on_slice, select_nodule_slices
 from .slice_image import slice_to_uint8
 from .sphere import cross_section_radius_mm, nearest_slices, sphere_cross_section
 from .window import HU_MAX, HU_MIN, hu_to_uint8, window_hu
 
 __all__ = [
-    'ANNOTATION_COLUMNS', 'CTScan', 'HU_MAX', 'HU_MIN', 'LocatedNodule', 'LungMask',
-    'LungMaskParams', 'NoduleAnnotation', 'RowProblem', 'ScanGeometry', 'ScanReadError',
-    'cross_section_radius_mm', 'find_scans', 'hu_to_uint8', 'locate_nodules',
-    'nearest_slices', 'nodule_masks_on_slice', 'read_annotations', 'read_scan',
-    'read_scan_geometry', 'segment_lungs', 'select_nodule_slices', 'seriesuid_problem',
-    'slice_to_uint8', 'sphere_cross_section', 'window_hu',
+    'ANNOTATION_COLUMNS', 'CTScan', 'HU_MAX', 'HU_MIN', 'LinkedNodule', 'LocatedNodule',
+    'LungMask', 'LungMaskParams', 'NODULE_COLUMNS', 'NoduleAnnotation', 'NoduleMeasurement',
+    'RowProblem', 'ScanGeometry', 'ScanReadError', 'SliceDetections',
+    'cross_section_radius_mm', 'find_scans', 'hu_to_uint8', 'link_detections',
+    'linked_to_label_volume', 'locate_nodules', 'measure_label_volume', 'nearest_slices',
+    'nodule_masks_on_slice', 'nodule_probability', 'nodule_table_csv', 'read_annotations',
+    'read_label_volume', 'read_scan', 'read_scan_geometry', 'segment_lungs',
+    'select_nodule_slices', 'seriesuid_problem', 'slice_to_uint8', 'sphere_cross_section',
+    'window_hu', 'write_nodule_table',
 ]

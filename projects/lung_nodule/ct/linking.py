@@ -1,0 +1,287 @@
+"""3D nodules from per-slice instance masks: link the detections of neighbouring slices.
+
+A slice detector (Mask R-CNN on axial slices) sees a nodule as one instance mask on each
+slice it cuts. :func:`link_detections` joins them into 3D nodules by walking the slices
+in z order and matching, one to one, the masks of a slice to the nodules that ended on
+the slice before:
+
+* **Overlap**: a mask may continue a nodule when the intersection covers at least
+  :data:`MIN_OVERLAP` of the smaller of the two masks (overlap over the smaller, not IoU:
+  towards a nodule's poles the cross-section shrinks fast, and the small cap inside a
+  large neighbour has a low IoU but lies wholly inside it). Among admissible pairs the
+  matching is one to one and maximises the summed IoU (Hungarian algorithm), so a large
+  mask continues the large cross-section, not a small false positive lying inside it.
+* **Gap**: a nodule may miss at most :data:`MAX_GAP` (= 1) slice: the masks of slice
+  ``z`` are matched, in one assignment, to the nodules last seen on ``z - 1`` or
+  ``z - 2`` (the detector misses a faint slice now and then; after two missed slices in
+  a row a mask more likely belongs to another object, e.g. a vessel crossing the same
+  spot). A missed slice stays empty in the nodule (not interpolated): its masks and the
+  label volume hold what was detected.
+* **Two nodules touching on one slice** give two instance masks there, each overlapping
+  its own nodule's mask on the neighbouring slices; one-to-one matching keeps them two
+  nodules. When the detector merges them into one mask on the touching slice, that mask
+  continues one of them, and the other (now one slice behind) is matched again where
+  they separate, thanks to the gap rule and the joint assignment.
+* **Duplicates on one slice**: when two masks of the same slice overlap by at least
+  :data:`DUPLICATE_OVERLAP` of the smaller one, they are one object seen twice (mask
+  duplicates survive mmdet's box NMS); the higher-scoring mask is kept.
+* A one-slice detection that continues nothing stays a (one-slice) nodule: the caller
+  filters on slice count or probability.
+
+A nodule's probability is :func:`nodule_probability`: the mean of its ``TOP_K`` (= 3)
+highest slice scores (of all of them when it has fewer slices).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ['DUPLICATE_OVERLAP', 'LinkedNodule', 'MAX_GAP', 'MIN_OVERLAP', 'SliceDetections',
+           'TOP_K', 'link_detections', 'linked_to_label_volume', 'nodule_probability']
+
+MIN_OVERLAP = 0.3
+DUPLICATE_OVERLAP = 0.5
+MAX_GAP = 1
+TOP_K = 3
+
+
+@dataclass(frozen=True)
+class SliceDetections:
+    """The instance masks a detector found on one axial slice.
+
+    Args:
+        z_index: Array z index of the slice.
+        masks: bool ``(n, y, x)``, one full-slice mask per detection (``n`` may be 0).
+        scores: float ``(n,)`` in ``[0, 1]``, the detector's score of each mask.
+    """
+
+    z_index: int
+    masks: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        masks = np.asarray(self.masks)
+        scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        if masks.ndim != 3:
+            raise ValueError(f'slice {self.z_index}: masks must be (n, y, x), got shape '
+                             f'{masks.shape}')
+        if masks.dtype != bool:
+            masks = masks.astype(bool)
+        if len(scores) != len(masks):
+            raise ValueError(f'slice {self.z_index}: {len(masks)} masks but {len(scores)} '
+                             f'scores')
+        if not np.all(np.isfinite(scores)) or np.any((scores < 0) | (scores > 1)):
+            raise ValueError(f'slice {self.z_index}: scores must be in [0, 1], got '
+                             f'{scores.tolist()}')
+        object.__setattr__(self, 'z_index', int(self.z_index))
+        object.__setattr__(self, 'masks', masks)
+        object.__setattr__(self, 'scores', scores)
+
+
+@dataclass(frozen=True)
+class LinkedNodule:
+    """One 3D nodule: its mask and score on each slice it was detected on.
+
+    Attributes:
+        slices: Array z index -> bool ``(y, x)`` mask, in increasing z (a slice bridged
+            by the gap rule is absent).
+        scores: Array z index -> the detector's score on that slice.
+        probability: :func:`nodule_probability` of the scores.
+    """
+
+    slices: dict[int, np.ndarray]
+    scores: dict[int, float]
+    probability: float
+
+    @property
+    def slice_first(self) -> int:
+        """First z index with a mask."""
+        return next(iter(self.slices))
+
+    @property
+    def slice_last(self) -> int:
+        """Last z index with a mask."""
+        return next(reversed(self.slices))
+
+    @property
+    def num_slices(self) -> int:
+        """Number of slices with a mask."""
+        return len(self.slices)
+
+
+def nodule_probability(scores: Iterable[float], top_k: int = TOP_K) -> float:
+    """A nodule's probability: the mean of its ``top_k`` highest slice scores.
+
+    Why this function: the maximum lets one spiking slice of a long vessel track decide;
+    the mean over all slices punishes large nodules for their weak polar caps; a
+    noisy-OR grows with the number of slices, so long tracks of weak scores (vessels)
+    would outrank nodules. The mean of the three best slices asks for agreement over the
+    nodule's core (a 5 mm nodule at 1.25 mm slices has about 3 core slices), and a nodule
+    seen on fewer slices (small, or thick 5 mm slices) gets the mean of what it has, so
+    it is not marked down for the slice thickness.
+
+    Args:
+        scores: The slice scores (at least one).
+        top_k: How many of the best scores are averaged.
+    """
+    values = sorted((float(s) for s in scores), reverse=True)
+    if not values:
+        raise ValueError('a nodule needs at least one slice score')
+    best = values[:top_k]
+    return sum(best) / len(best)
+
+
+@dataclass
+class _Instance:
+    """One detection with its area and bounding box (for fast overlaps)."""
+
+    z: int
+    mask: np.ndarray
+    score: float
+    area: int
+    box: tuple[int, int, int, int]  # row0, row1, col0, col1 (exclusive ends)
+
+
+@dataclass
+class _Track:
+    instances: list[_Instance] = field(default_factory=list)
+
+    @property
+    def last(self) -> _Instance:
+        return self.instances[-1]
+
+
+def _instance(z: int, mask: np.ndarray, score: float) -> _Instance | None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    area = int(np.count_nonzero(mask[box[0]:box[1], box[2]:box[3]]))
+    return _Instance(z, mask, float(score), area, box)
+
+
+def _overlap(a: _Instance, b: _Instance) -> tuple[float, float]:
+    """(intersection over the smaller mask, IoU) of two instances."""
+    r0, r1 = max(a.box[0], b.box[0]), min(a.box[1], b.box[1])
+    c0, c1 = max(a.box[2], b.box[2]), min(a.box[3], b.box[3])
+    if r0 >= r1 or c0 >= c1:
+        return 0.0, 0.0
+    inter = int(np.count_nonzero(a.mask[r0:r1, c0:c1] & b.mask[r0:r1, c0:c1]))
+    return inter / min(a.area, b.area), inter / (a.area + b.area - inter)
+
+
+def _slice_instances(z: int, groups: Sequence[SliceDetections],
+                     duplicate_overlap: float) -> list[_Instance]:
+    """Non-empty detections of one slice, best first, duplicates removed."""
+    candidates = []
+    for group in groups:
+        for mask, score in zip(group.masks, group.scores):
+            inst = _instance(z, mask, score)
+            if inst is not None:
+                candidates.append(inst)
+    candidates.sort(key=lambda inst: -inst.score)
+    kept: list[_Instance] = []
+    for inst in candidates:
+        if all(_overlap(inst, other)[0] < duplicate_overlap for other in kept):
+            kept.append(inst)
+    return kept
+
+
+def _match(tracks: Sequence[_Track], instances: Sequence[_Instance],
+           min_overlap: float) -> list[tuple[int, int]]:
+    """One-to-one (track, instance) pairs with admissible overlap, maximal summed IoU."""
+    if not tracks or not instances:
+        return []
+    weight = np.zeros((len(tracks), len(instances)))
+    for t, track in enumerate(tracks):
+        for i, inst in enumerate(instances):
+            over_smaller, iou = _overlap(track.last, inst)
+            if over_smaller >= min_overlap:
+                weight[t, i] = iou
+    rows, cols = linear_sum_assignment(weight, maximize=True)
+    return [(int(t), int(i)) for t, i in zip(rows, cols) if weight[t, i] > 0]
+
+
+def link_detections(detections: Sequence[SliceDetections], shape_zyx: Sequence[int],
+                    min_overlap: float = MIN_OVERLAP, max_gap: int = MAX_GAP,
+                    duplicate_overlap: float = DUPLICATE_OVERLAP) -> list[LinkedNodule]:
+    """Link per-slice instance masks into 3D nodules (rules in the module docstring).
+
+    Args:
+        detections: One entry per processed slice, in any order (several entries for
+            one slice are joined). Masks are kept by reference, not copied.
+        shape_zyx: The volume's shape; every mask must be ``shape_zyx[1:]`` and every
+            ``z_index`` inside ``[0, shape_zyx[0])``.
+        min_overlap: Least intersection over the smaller mask for a mask to continue a
+            nodule of the slice before (or two slices before, see ``max_gap``).
+        max_gap: Most slices a nodule may miss between two of its masks.
+        duplicate_overlap: Two masks of one slice overlapping by at least this fraction
+            of the smaller are one object; the lower-scoring one is dropped.
+
+    Returns:
+        The nodules, by decreasing probability (ties: lower first slice first).
+
+    Raises:
+        ValueError: A mask of the wrong shape or a slice index outside the volume.
+    """
+    depth, height, width = (int(v) for v in shape_zyx)
+    by_slice: dict[int, list[SliceDetections]] = {}
+    for group in detections:
+        if not 0 <= group.z_index < depth:
+            raise ValueError(f'slice {group.z_index} is outside the volume of {depth} slices')
+        if group.masks.shape[1:] != (height, width):
+            raise ValueError(f'slice {group.z_index}: masks are {group.masks.shape[1:]} '
+                             f'(y, x), the volume\'s slices {(height, width)}')
+        by_slice.setdefault(group.z_index, []).append(group)
+
+    tracks: list[_Track] = []
+    for z in sorted(by_slice):
+        instances = _slice_instances(z, by_slice[z], duplicate_overlap)
+        # One matching over every nodule still open (last seen up to max_gap slices
+        # before), so that two nodules merged into one mask on a slice are both picked
+        # up again where they separate.
+        open_tracks = [t for t in tracks if z - 1 - max_gap <= t.last.z < z]
+        pairs = _match(open_tracks, instances, min_overlap)
+        for t, i in pairs:
+            open_tracks[t].instances.append(instances[i])
+        taken = {i for _, i in pairs}
+        tracks.extend(_Track([inst]) for i, inst in enumerate(instances) if i not in taken)
+
+    nodules = [
+        LinkedNodule(slices={inst.z: inst.mask for inst in track.instances},
+                     scores={inst.z: inst.score for inst in track.instances},
+                     probability=nodule_probability(inst.score for inst in track.instances))
+        for track in tracks]
+    nodules.sort(key=lambda n: (-n.probability, n.slice_first))
+    return nodules
+
+
+def linked_to_label_volume(nodules: Sequence[LinkedNodule],
+                           shape_zyx: Sequence[int]) -> np.ndarray:
+    """Paint linked nodules into a label volume: value ``k`` = the ``k``-th nodule (1-based).
+
+    Where two nodules' masks overlap, the pixel goes to the one given first (the more
+    probable one, in :func:`link_detections`' order).
+
+    Args:
+        nodules: The nodules, in the order that defines their labels.
+        shape_zyx: The volume's shape.
+
+    Returns:
+        ``uint16`` array ``(z, y, x)`` (``int32`` beyond 65535 nodules), 0 = background.
+    """
+    shape = tuple(int(v) for v in shape_zyx)
+    dtype = np.uint16 if len(nodules) <= np.iinfo(np.uint16).max else np.int32
+    labels = np.zeros(shape, dtype=dtype)
+    for value, nodule in enumerate(nodules, start=1):
+        for z, mask in nodule.slices.items():
+            if not 0 <= z < shape[0] or mask.shape != shape[1:]:
+                raise ValueError(f'nodule {value}: mask of slice {z} with shape {mask.shape} '
+                                 f'does not fit the volume {shape}')
+            plane = labels[z]
+            plane[mask & (plane == 0)] = value
+    return labels
