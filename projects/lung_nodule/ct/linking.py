@@ -282,6 +282,10 @@ def linked_to_label_volume(nodules: Sequence[LinkedNodule],
             if not 0 <= z < shape[0] or mask.shape != shape[1:]:
                 raise ValueError(f'nodule {value}: mask of slice {z} with shape {mask.shape} '
                                  f'does not fit the volume {shape}')
-            plane = labels[z]
-            plane[mask & (plane == 0)] = value
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            if len(rows) == 0:
+                continue
+            box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # paint the box only
+            patch = labels[z][box]
+            patch[mask[box] & (patch == 0)] = value
     return labels

@@ -193,22 +193,25 @@ def _longest_perpendicular_chord(hull: np.ndarray, start: np.ndarray,
 
 
 @dataclass(frozen=True)
-class _SliceAxes:
-    long_mm: float
-    short_mm: float
-    long_ends_mm: tuple[np.ndarray, np.ndarray]
-    short_ends_mm: tuple[np.ndarray, np.ndarray]
+class _LongAxis:
+    """The largest extent of one slice's pixels, with the hull it was found on."""
+
+    length_mm: float
+    ends_mm: tuple[np.ndarray, np.ndarray]
+    hull: np.ndarray
+
+    def short_axis(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """Length and end points (mm) of the longest chord perpendicular to it."""
+        a, b = self.ends_mm
+        return _longest_perpendicular_chord(self.hull, a, (b - a) / self.length_mm)
 
 
-def _slice_axes(mask: np.ndarray, spacing_yx: tuple[float, float]) -> _SliceAxes:
-    """Long and short axis of the pixels of one slice (``mask`` non-empty, bool (y, x))."""
+def _long_axis(mask: np.ndarray, spacing_yx: tuple[float, float]) -> _LongAxis:
+    """Long axis of the pixels of one slice (``mask`` non-empty, bool (y, x))."""
     hull = _hull_points_mm(mask, spacing_yx)
     distances = np.linalg.norm(hull[:, None] - hull[None], axis=-1)  # hull vertices only
     i, j = np.unravel_index(int(np.argmax(distances)), distances.shape)
-    a, b = hull[i], hull[j]
-    long_mm = float(distances[i, j])
-    short_mm, s0, s1 = _longest_perpendicular_chord(hull, a, (b - a) / long_mm)
-    return _SliceAxes(long_mm, short_mm, (a, b), (s0, s1))
+    return _LongAxis(float(distances[i, j]), (hull[i], hull[j]), hull)
 
 
 def _to_rc(points_mm: tuple[np.ndarray, np.ndarray], offset_rc: tuple[int, int],
@@ -231,31 +234,30 @@ def _measure_one(label: int, region: np.ndarray, box: tuple[slice, slice, slice]
     centre_index_xyz = (float(centre_zyx[2]), float(centre_zyx[1]), float(centre_zyx[0]))
     world = geometry.index_to_world(centre_index_xyz)
 
-    best: tuple[float, float, int] | None = None
-    best_axes: _SliceAxes | None = None
-    for dz in range(region.shape[0]):
-        plane = region[dz]
-        if not plane.any():
-            continue
-        axes = _slice_axes(plane, spacing_yx)
-        key = (axes.long_mm, axes.short_mm, -dz)  # ties: larger short axis, then first slice
-        if best is None or key > best:
-            best, best_axes = key, axes
-    assert best is not None and best_axes is not None  # the label has voxels
-    z_best = int(box[0].start - best[2])
+    longs = {dz: _long_axis(region[dz], spacing_yx)
+             for dz in range(region.shape[0]) if region[dz].any()}
+    top = max(axis.length_mm for axis in longs.values())
+    # The widest slice; among equally wide ones the one with the longest short axis, then
+    # the first (the short axis is computed on these candidates only).
+    best_dz, best_short = -1, (-1.0, np.zeros(2), np.zeros(2))
+    for dz, axis in longs.items():
+        if axis.length_mm >= top - 1e-9:
+            short = axis.short_axis()
+            if short[0] > best_short[0] + 1e-9:
+                best_dz, best_short = dz, short
+    long_axis, (short_mm, *short_ends) = longs[best_dz], best_short
     offset_rc = (box[1].start, box[2].start)
 
     volume = num_voxels * sx * sy * sz
     return NoduleMeasurement(
         nodule_id=int(label), coordX=float(world[0]), coordY=float(world[1]),
-        coordZ=float(world[2]), long_axis_mm=best_axes.long_mm,
-        short_axis_mm=best_axes.short_mm,
-        mean_diameter_mm=(best_axes.long_mm + best_axes.short_mm) / 2.0,
+        coordZ=float(world[2]), long_axis_mm=long_axis.length_mm, short_axis_mm=short_mm,
+        mean_diameter_mm=(long_axis.length_mm + short_mm) / 2.0,
         equivalent_diameter_mm=(6.0 * volume / math.pi) ** (1.0 / 3.0), volume_mm3=volume,
         slice_first=int(box[0].start), slice_last=int(box[0].stop - 1),
-        long_axis_slice=z_best,
-        long_axis_rc=_to_rc(best_axes.long_ends_mm, offset_rc, spacing_yx),
-        short_axis_rc=_to_rc(best_axes.short_ends_mm, offset_rc, spacing_yx),
+        long_axis_slice=int(box[0].start + best_dz),
+        long_axis_rc=_to_rc(long_axis.ends_mm, offset_rc, spacing_yx),
+        short_axis_rc=_to_rc(tuple(short_ends), offset_rc, spacing_yx),
         centre_index_xyz=centre_index_xyz, num_voxels=num_voxels)
 
 
