@@ -2,13 +2,16 @@
 
 A slice detector (Mask R-CNN on axial slices) sees a nodule as one instance mask on each
 slice it cuts. :func:`link_detections` joins them into 3D nodules by walking the slices
-in z order and matching, one to one, the masks of a slice to the nodules that ended on
-the slice before:
+in z order and matching, one to one, the masks of a slice to the nodules still open (seen
+on the slice before, or on the one before that, see *Gap*); a mask that matches none
+starts a new nodule:
 
 * **Overlap**: a mask may continue a nodule when the intersection covers at least
   :data:`MIN_OVERLAP` of the smaller of the two masks (overlap over the smaller, not IoU:
   towards a nodule's poles the cross-section shrinks fast, and the small cap inside a
-  large neighbour has a low IoU but lies wholly inside it). Among admissible pairs the
+  large neighbour has a low IoU but lies wholly inside it). 0.3 keeps a nodule that
+  drifts between slices (a disc of radius 5 px moved by 3 px still covers 0.6 of
+  itself) and separates neighbours (disjoint masks: 0). Among admissible pairs the
   matching is one to one and maximises the summed IoU (Hungarian algorithm), so a large
   mask continues the large cross-section, not a small false positive lying inside it.
 * **Gap**: a nodule may miss at most :data:`MAX_GAP` (= 1) slice: the masks of slice

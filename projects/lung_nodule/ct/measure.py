@@ -26,14 +26,17 @@ Where the pixel boundary is (the choice behind the diameters): each pixel of the
 stands for the diamond through the midpoints of its four edges, i.e. the points where a
 marching-squares contour at level 0.5 (the mask's edge half-way between an inside and an
 outside pixel centre) crosses the pixel grid; the extent is measured on the convex hull
-of these points of the boundary pixels (pyradiomics' ``Maximum2DDiameterSlice`` measures
-on the same contour). Along the grid axes this is the pixel-edge extent (a row of ``n``
-pixels measures ``n * sx``; one pixel measures one pixel, not 0). Measured on digital
-discs (a pixel is in when its centre is inside), diameters 3-20 mm at 0.6-0.7 mm pixels
-with random sub-pixel centres: pixel *centres* under-measure by 0.02-0.59 mm (mean 0.18),
-pixel *corners* over-measure by 0.38-0.86 mm, these edge midpoints over-measure by
-0.04-0.61 mm (mean 0.43): all within 1 mm, and this one never reports a one-pixel object
-as 0 mm and matches a radiologist's calipers set on the outer edge of the visible lesion.
+of these points of the boundary pixels (pyradiomics' ``Maximum2DDiameterSlice`` likewise
+measures between contour vertices placed half-way between inside and outside voxels).
+Along the grid axes this is the pixel-edge extent (a row of ``n`` pixels measures
+``n * sx``; one pixel measures one pixel, not 0). Measured on digital
+discs (a pixel is in when its centre is inside) of 3-30 mm at 0.6-0.7 mm pixels
+(``sx != sy``) with random sub-pixel centres, the long axis comes out 0.03-0.65 mm
+(mean 0.46 mm) above the true diameter and the short axis -0.58 to +0.56 mm (mean 0.11 mm)
+from it. The alternatives, on the long axis of 3-20 mm discs: pixel *centres* measure
+0.02-0.59 mm short (and a one-pixel object 0 mm), pixel *corners* 0.38-0.86 mm long. The
+edge midpoints keep every error under 1 mm, never report a one-pixel object as 0 mm, and
+err, like a radiologist's calipers set on the outer edge of the visible lesion, outwards.
 
 Speed: the extent is computed on the convex hull of a slice's boundary points (scipy's
 Qhull), and all pairs only among the hull's vertices (tens to a few hundred), so a 7 cm
