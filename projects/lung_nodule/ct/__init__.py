@@ -10,7 +10,8 @@ spacing, origin, indices and world points are ``(x, y, z)``; a slice pixel
 numbers (row-major 3x3).
 """
 from .geometry import ScanGeometry
-from .io import CTScan, ScanReadError, read_scan, read_scan_geometry
+from .io import (CTScan, DicomSeries, ScanReadError, find_dicom_series, read_scan,
+                 read_scan_geometry, scan_id_from_path)
 from .linking import (LinkedNodule, SliceDetections, link_detections, linked_to_label_volume,
                       nodule_probability)
 from .luna16 import (ANNOTATION_COLUMNS, NoduleAnnotation, RowProblem, find_scans,
@@ -24,13 +25,13 @@ from .sphere import cross_section_radius_mm, nearest_slices, sphere_cross_sectio
 from .window import HU_MAX, HU_MIN, hu_to_uint8, window_hu
 
 __all__ = [
-    'ANNOTATION_COLUMNS', 'CTScan', 'HU_MAX', 'HU_MIN', 'LinkedNodule', 'LocatedNodule',
-    'LungMask', 'LungMaskParams', 'NODULE_COLUMNS', 'NoduleAnnotation', 'NoduleMeasurement',
-    'RowProblem', 'ScanGeometry', 'ScanReadError', 'SliceDetections',
-    'cross_section_radius_mm', 'find_scans', 'hu_to_uint8', 'link_detections',
-    'linked_to_label_volume', 'locate_nodules', 'measure_label_volume', 'nearest_slices',
-    'nodule_masks_on_slice', 'nodule_probability', 'nodule_table_csv', 'read_annotations',
-    'read_label_volume', 'read_scan', 'read_scan_geometry', 'segment_lungs',
-    'select_nodule_slices', 'seriesuid_problem', 'slice_to_uint8', 'sphere_cross_section',
-    'window_hu', 'write_nodule_table',
+    'ANNOTATION_COLUMNS', 'CTScan', 'DicomSeries', 'HU_MAX', 'HU_MIN', 'LinkedNodule',
+    'LocatedNodule', 'LungMask', 'LungMaskParams', 'NODULE_COLUMNS', 'NoduleAnnotation',
+    'NoduleMeasurement', 'RowProblem', 'ScanGeometry', 'ScanReadError', 'SliceDetections',
+    'cross_section_radius_mm', 'find_dicom_series', 'find_scans', 'hu_to_uint8',
+    'link_detections', 'linked_to_label_volume', 'locate_nodules', 'measure_label_volume',
+    'nearest_slices', 'nodule_masks_on_slice', 'nodule_probability', 'nodule_table_csv',
+    'read_annotations', 'read_label_volume', 'read_scan', 'read_scan_geometry',
+    'scan_id_from_path', 'segment_lungs', 'select_nodule_slices', 'seriesuid_problem',
+    'slice_to_uint8', 'sphere_cross_section', 'window_hu', 'write_nodule_table',
 ]
