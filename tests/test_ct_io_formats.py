@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from projects.lung_nodule.ct import (ScanReadError, find_dicom_series, read_scan,
-                                     scan_id_from_path)
+from projects.lung_nodule.ct import (ScanReadError, find_dicom_series, read_scan, scan_id_for,
+                                     scan_id_from_path, select_dicom_series)
 from tests.scanner_inputs import (make_chest_phantom, nifti_sform, ras_voxel, truncate_file,
                                   write_dicom_series, write_dicom_study, write_nifti_ras,
                                   write_png, write_sitk_volume)
@@ -186,6 +186,11 @@ def test_study_folder_lists_its_series_and_reads_the_one_asked_for(study):
         np.testing.assert_array_equal(scan.array, volume)
     with pytest.raises(ScanReadError, match=r'no series 1\.2\.3; the series found are'):
         read_scan(folder, series_uid='1.2.3')
+    # Headers only: the id read_scan will give, and the files of the series it reads.
+    assert scan_id_for(folder, written[1].series_uid) == written[1].series_uid
+    assert select_dicom_series(folder, written[0].series_uid).files == written[0].files
+    with pytest.raises(ScanReadError, match='2 DICOM series'):
+        scan_id_for(folder)
 
 
 def test_series_in_subfolders_and_one_file_of_a_series(tmp_path):
@@ -197,6 +202,8 @@ def test_series_in_subfolders_and_one_file_of_a_series(tmp_path):
     np.testing.assert_array_equal(read_scan(tmp_path / 'export' / 'SE3').array, ph.volume)
     scan = read_scan(written[1].files[2])  # one file: its series, from its folder
     assert scan.scan_id == written[1].series_uid and len(scan.source_files) == 5
+    assert scan_id_for(written[1].files[2]) == scan.scan_id
+    assert scan_id_for(tmp_path / 'export' / 'SE2') == written[0].series_uid
 
 
 def test_non_ct_series_is_refused_naming_the_file(tmp_path):
@@ -292,3 +299,5 @@ def test_a_2d_image_is_refused(tmp_path):
 ])
 def test_scan_id_from_path(path, expected):
     assert scan_id_from_path(Path(path)) == expected
+    if not path.endswith('folder'):
+        assert scan_id_for(Path(path)) == expected  # files: no need to exist

@@ -11,7 +11,7 @@ numbers (row-major 3x3).
 """
 from .geometry import ScanGeometry
 from .io import (CTScan, DicomSeries, ScanReadError, find_dicom_series, read_scan,
-                 read_scan_geometry, scan_id_from_path)
+                 read_scan_geometry, scan_id_for, scan_id_from_path, select_dicom_series)
 from .linking import (LinkedNodule, SliceDetections, link_detections, linked_to_label_volume,
                       nodule_probability)
 from .luna16 import (ANNOTATION_COLUMNS, NoduleAnnotation, RowProblem, find_scans,
@@ -32,6 +32,7 @@ __all__ = [
     'link_detections', 'linked_to_label_volume', 'locate_nodules', 'measure_label_volume',
     'nearest_slices', 'nodule_masks_on_slice', 'nodule_probability', 'nodule_table_csv',
     'read_annotations', 'read_label_volume', 'read_scan', 'read_scan_geometry',
-    'scan_id_from_path', 'segment_lungs', 'select_nodule_slices', 'seriesuid_problem',
-    'slice_to_uint8', 'sphere_cross_section', 'window_hu', 'write_nodule_table',
+    'scan_id_for', 'scan_id_from_path', 'segment_lungs', 'select_dicom_series',
+    'select_nodule_slices', 'seriesuid_problem', 'slice_to_uint8', 'sphere_cross_section',
+    'window_hu', 'write_nodule_table',
 ]

@@ -33,7 +33,7 @@ import SimpleITK as sitk
 from .geometry import ScanGeometry
 
 __all__ = ['CTScan', 'DicomSeries', 'ScanReadError', 'find_dicom_series', 'read_scan',
-           'read_scan_geometry', 'scan_id_from_path']
+           'read_scan_geometry', 'scan_id_for', 'scan_id_from_path', 'select_dicom_series']
 
 # MetaImage element types -> bytes per voxel (the ones a CT can come in).
 _MET_BYTES = {'MET_CHAR': 1, 'MET_UCHAR': 1, 'MET_SHORT': 2, 'MET_USHORT': 2, 'MET_INT': 4,
@@ -424,8 +424,19 @@ def find_dicom_series(folder: str | os.PathLike, recursive: bool = True) -> list
     return sorted(series, key=_series_number_key)
 
 
-def _read_dicom(path: Path, series_uid: str | None) -> tuple[sitk.Image, str, tuple[Path, ...]]:
-    """Read one CT series from a folder (or the series of one DICOM file)."""
+def select_dicom_series(path: str | os.PathLike, series_uid: str | None = None) -> DicomSeries:
+    """The DICOM series :func:`read_scan` reads from ``path``, from headers only.
+
+    Args:
+        path: A folder (searched with its sub-folders) or one DICOM file (its series,
+            from the files of its folder).
+        series_uid: The series to take when there are several.
+
+    Raises:
+        ScanReadError: No DICOM image series; several and no ``series_uid`` (the
+            message lists them and says how to pick one); no series ``series_uid``.
+    """
+    path = Path(path)
     if path.is_dir():
         folder = path
         series = find_dicom_series(folder)
@@ -434,7 +445,10 @@ def _read_dicom(path: Path, series_uid: str | None) -> tuple[sitk.Image, str, tu
             raise ScanReadError(f'{folder}: no DICOM image series found ' + (
                 '(the folder is empty)' if not others else
                 f'among its {others} files (none is a DICOM image)'))
-    else:  # one file of a series: read its series from the same folder
+    else:
+        if not _is_dicom_file(path):
+            raise ScanReadError(f'{path}: not a DICOM file (no "DICM" marker after the '
+                                '128-byte preamble)')
         header = _read_slice_header(path)
         if header is None:
             raise ScanReadError(f'{path}: a DICOM object without image data')
@@ -446,12 +460,34 @@ def _read_dicom(path: Path, series_uid: str | None) -> tuple[sitk.Image, str, tu
         if not matches:
             raise ScanReadError(f'{folder}: no series {series_uid}; the series found are:\n'
                                 f'{listing}')
-        chosen = matches[0]
-    elif len(series) > 1:
+        return matches[0]
+    if len(series) > 1:
         raise ScanReadError(f'{folder}: {len(series)} DICOM series, pick one with series_uid '
                             f'(--series UID on the command line):\n{listing}')
-    else:
-        chosen = series[0]
+    return series[0]
+
+
+def _is_dicom_input(path: Path) -> bool:
+    """A folder (a DICOM series is the only folder input) or a DICOM file."""
+    return path.is_dir() or _is_dicom_file(path)
+
+
+def scan_id_for(path: str | os.PathLike, series_uid: str | None = None) -> str:
+    """The ``scan_id`` :func:`read_scan` gives ``path``, without reading pixel data
+    (to name outputs before reading, or to find finished ones when resuming).
+
+    Raises:
+        ScanReadError: For DICOM input, as :func:`select_dicom_series`.
+    """
+    path = Path(path)
+    if _is_dicom_input(path):
+        return select_dicom_series(path, series_uid).uid
+    return scan_id_from_path(path)
+
+
+def _read_dicom(path: Path, series_uid: str | None) -> tuple[sitk.Image, str, tuple[Path, ...]]:
+    """Read one CT series from a folder (or the series of one DICOM file)."""
+    chosen = select_dicom_series(path, series_uid)
     if chosen.problem:
         raise ScanReadError(chosen.problem)
     if chosen.modality != 'CT':
@@ -464,7 +500,7 @@ def _read_dicom(path: Path, series_uid: str | None) -> tuple[sitk.Image, str, tu
         image = reader.Execute()
     except RuntimeError as exc:
         raise ScanReadError(_damaged_file(chosen.files) or (
-            f'{folder}: SimpleITK cannot read series {chosen.uid} ({_first_line(exc)})')) from exc
+            f'{path}: SimpleITK cannot read series {chosen.uid} ({_first_line(exc)})')) from exc
     return image, chosen.uid, chosen.files
 
 
@@ -537,7 +573,7 @@ def read_scan(path: str | os.PathLike, series_uid: str | None = None) -> CTScan:
     path = Path(path)
     if not path.exists():
         raise ScanReadError(f'{path}: no such file or folder')
-    if path.is_dir() or _is_dicom_file(path):
+    if _is_dicom_input(path):
         image, scan_id, source_files = _read_dicom(path, series_uid)
     else:
         if path.suffix.lower() == '.dcm':
