@@ -26,9 +26,9 @@ import numpy as np
 import SimpleITK as sitk
 
 __all__ = [
-    'BODY_HU', 'LUNG_HU', 'AIR_HU', 'ChestPhantom', 'DicomSeriesWritten', 'make_chest_phantom',
-    'write_sitk_volume', 'write_nifti_ras', 'nifti_sform', 'write_dicom_series',
-    'write_dicom_study', 'write_png', 'truncate_file', 'ras_voxel',
+    'AIR_HU', 'BODY_HU', 'LUNG_HU', 'SECONDARY_CAPTURE', 'ChestPhantom', 'DicomSeriesWritten',
+    'make_chest_phantom', 'nifti_sform', 'ras_voxel', 'truncate_file', 'write_dicom_series',
+    'write_dicom_study', 'write_nifti_ras', 'write_png', 'write_sitk_volume',
 ]
 
 BODY_HU = 40
@@ -37,6 +37,7 @@ AIR_HU = -1000
 
 CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2'
 MR_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.4'
+SECONDARY_CAPTURE = '1.2.840.10008.5.1.4.1.1.7'
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,8 @@ def write_dicom_series(volume: np.ndarray, spacing_xyz: Sequence[float],
                        padding_hu: int | None = None, patient_id: str = 'PHANTOM-001',
                        file_prefix: str = 'IM', shuffle_seed: int = 0,
                        direction: Sequence[float] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
-                       ) -> DicomSeriesWritten:
+                       image_type: Sequence[str] = ('ORIGINAL', 'PRIMARY', 'AXIAL'),
+                       sop_class_uid: str | None = None) -> DicomSeriesWritten:
     """Write ``volume`` as a DICOM series, one file per slice, as a scanner does.
 
     Stored values are ``(HU - intercept) / slope``, unsigned (PixelRepresentation 0)
@@ -246,6 +248,9 @@ def write_dicom_series(volume: np.ndarray, spacing_xyz: Sequence[float],
         direction: Direction matrix (row-major, ITK's ``GetDirection()``) of the volume;
             its third column must be the cross product of the first two (DICOM stacks
             slices along the slice normal), e.g. ``diag(-1, -1, 1)`` for a prone patient.
+        image_type: ImageType (('ORIGINAL', 'PRIMARY', 'LOCALIZER') for a scout view).
+        sop_class_uid: SOPClassUID; default CT (or MR) Image Storage, e.g.
+            :data:`SECONDARY_CAPTURE` for a dose-report screenshot.
 
     Returns:
         The UIDs and the files in z order.
@@ -271,7 +276,7 @@ def write_dicom_series(volume: np.ndarray, spacing_xyz: Sequence[float],
     study_uid = study_uid or _uid()
     series_uid = series_uid or _uid()
     frame_uid = frame_of_reference_uid or _uid()
-    sop_class = CT_IMAGE_STORAGE if is_ct else MR_IMAGE_STORAGE
+    sop_class = sop_class_uid or (CT_IMAGE_STORAGE if is_ct else MR_IMAGE_STORAGE)
     matrix = np.asarray(direction, dtype=np.float64).reshape(3, 3)
     if not np.allclose(np.cross(matrix[:, 0], matrix[:, 1]), matrix[:, 2]):
         raise ValueError(f'direction {tuple(direction)}: slices must stack along row x column')
@@ -287,7 +292,7 @@ def write_dicom_series(volume: np.ndarray, spacing_xyz: Sequence[float],
         ds = pydicom.Dataset()
         ds.file_meta = meta
         ds.SpecificCharacterSet = 'ISO_IR 100'
-        ds.ImageType = ['ORIGINAL', 'PRIMARY', 'AXIAL']
+        ds.ImageType = list(image_type)
         ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = sop_uid
         ds.StudyDate = ds.SeriesDate = ds.ContentDate = '20240115'

@@ -11,9 +11,9 @@ import SimpleITK as sitk
 
 from projects.lung_nodule.ct import (ScanReadError, find_dicom_series, read_scan, scan_id_for,
                                      scan_id_from_path, select_dicom_series)
-from tests.scanner_inputs import (make_chest_phantom, nifti_sform, ras_voxel, truncate_file,
-                                  write_dicom_series, write_dicom_study, write_nifti_ras,
-                                  write_png, write_sitk_volume)
+from tests.scanner_inputs import (SECONDARY_CAPTURE, make_chest_phantom, nifti_sform, ras_voxel,
+                                  truncate_file, write_dicom_series, write_dicom_study,
+                                  write_nifti_ras, write_png, write_sitk_volume)
 
 # In-plane spacings differ so that a swapped PixelSpacing (row spacing comes first) shows.
 SPACING = (0.7, 0.8, 2.5)
@@ -176,7 +176,8 @@ def test_study_folder_lists_its_series_and_reads_the_one_asked_for(study):
     with pytest.raises(ScanReadError) as info:
         read_scan(folder)
     message = str(info.value)
-    assert str(folder) in message and '2 DICOM series' in message and 'series_uid' in message
+    assert str(folder) in message and '2 DICOM series (2 CT volumes)' in message
+    assert 'series_uid' in message
     for w in written:
         assert w.series_uid in message
     assert 'Thorax 1.0 B30f' in message and 'Thorax 1.0 B70f' in message and '5 files' in message
@@ -191,6 +192,33 @@ def test_study_folder_lists_its_series_and_reads_the_one_asked_for(study):
     assert select_dicom_series(folder, written[0].series_uid).files == written[0].files
     with pytest.raises(ScanReadError, match='2 DICOM series'):
         scan_id_for(folder)
+
+
+def test_scout_and_dose_report_beside_the_scan_do_not_count(tmp_path):
+    """A study export: the CT volume, a scout view (ImageType LOCALIZER) and a dose
+    report screenshot (Secondary Capture, Modality CT). The folder reads as the volume."""
+    ph = make_chest_phantom((5, 16, 16), (2.0, 2.0, 5.0))
+    folder = tmp_path / 'export'
+    scan_series = write_dicom_series(ph.volume, ph.spacing_xyz, ph.origin_xyz, folder,
+                                     series_number=3, file_prefix='CT')
+    write_dicom_series(ph.volume[:1], ph.spacing_xyz, ph.origin_xyz, folder, series_number=1,
+                       description='Topogram 0.6 T80f', file_prefix='SCOUT',
+                       image_type=('ORIGINAL', 'PRIMARY', 'LOCALIZER'))
+    write_dicom_series(ph.volume[:1], ph.spacing_xyz, ph.origin_xyz, folder, series_number=501,
+                       description='Dose Report', file_prefix='DOSE',
+                       image_type=('DERIVED', 'SECONDARY', 'OTHER'),
+                       sop_class_uid=SECONDARY_CAPTURE)
+    found = find_dicom_series(folder)
+    assert [s.is_ct_volume for s in found] == [False, True, False]
+    assert 'CT localizer' in found[0].summary()
+    scan = read_scan(folder)
+    assert scan.scan_id == scan_series.series_uid
+    np.testing.assert_array_equal(scan.array, ph.volume)
+    # A second CT volume makes the choice ambiguous again.
+    write_dicom_series(ph.volume, ph.spacing_xyz, ph.origin_xyz, folder, series_number=4,
+                       file_prefix='SHARP')
+    with pytest.raises(ScanReadError, match=r'4 DICOM series \(2 CT volumes\), pick one'):
+        read_scan(folder)
 
 
 def test_series_in_subfolders_and_one_file_of_a_series(tmp_path):

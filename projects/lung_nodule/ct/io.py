@@ -49,6 +49,9 @@ _INT16_MIN, _INT16_MAX = int(np.iinfo(np.int16).min), int(np.iinfo(np.int16).max
 _ORIENTATION_TOL = 1e-4
 _SLICE_GAP_REL_TOL = 0.05
 
+# SOP classes of CT slices (CT Image Storage, Enhanced CT Image Storage).
+_CT_SOP_CLASSES = ('1.2.840.10008.5.1.4.1.1.2', '1.2.840.10008.5.1.4.1.1.2.1')
+
 
 class ScanReadError(OSError):
     """A scan cannot be read; the message names the file (or folder) and the reason."""
@@ -100,6 +103,8 @@ class DicomSeries:
             array's z axis once read).
         problem: Why the series cannot be read as a volume (a truncated file, missing
             or duplicated slices, ...), naming the file; '' when it can.
+        sop_class_uid: SOPClassUID of its first file.
+        image_type: ImageType of its first file (e.g. ORIGINAL, PRIMARY, AXIAL).
     """
 
     uid: str
@@ -108,14 +113,25 @@ class DicomSeries:
     series_number: str
     files: tuple[Path, ...]
     problem: str = ''
+    sop_class_uid: str = ''
+    image_type: tuple[str, ...] = ()
+
+    @property
+    def is_ct_volume(self) -> bool:
+        """CT slices that are not a localizer: what a CT scan is, as opposed to the
+        scout views and dose-report screenshots a study export also holds."""
+        return (self.modality == 'CT' and self.sop_class_uid in _CT_SOP_CLASSES
+                and 'LOCALIZER' not in self.image_type)
 
     def summary(self) -> str:
         """One line for listings: uid, number, description, modality, file count."""
         number = f'#{self.series_number} ' if self.series_number else ''
         description = f'"{self.description}" ' if self.description else ''
+        kind = self.modality or 'no modality'
+        if self.modality == 'CT' and not self.is_ct_volume:
+            kind += ' localizer' if 'LOCALIZER' in self.image_type else ' non-image object'
         damaged = ', unreadable' if self.problem else ''
-        return (f'{self.uid} ({number}{description}{self.modality or "no modality"}, '
-                f'{len(self.files)} files{damaged})')
+        return f'{self.uid} ({number}{description}{kind}, {len(self.files)} files{damaged})'
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,8 @@ class _SliceHeader:
     description: str
     modality: str
     series_number: str
+    sop_class_uid: str
+    image_type: tuple[str, ...]
     position: np.ndarray | None  # ImagePositionPatient (x, y, z), mm
     orientation: np.ndarray | None  # ImageOrientationPatient, 6 cosines
     shape: tuple[int, int]  # Rows, Columns
@@ -285,6 +303,8 @@ def _read_slice_header(path: Path) -> _SliceHeader | None:
         description=str(ds.get('SeriesDescription', '') or ''),
         modality=str(ds.get('Modality', '') or ''),
         series_number=str(ds.get('SeriesNumber', '') or ''),
+        sop_class_uid=str(ds.get('SOPClassUID', '') or ''),
+        image_type=tuple(str(v).upper() for v in (ds.get('ImageType') or ())),
         position=_floats(ds.get('ImagePositionPatient'), 3),
         orientation=_floats(ds.get('ImageOrientationPatient'), 6),
         shape=(rows, cols),
@@ -363,12 +383,12 @@ def _sorted_slices(uid: str, headers: list[_SliceHeader]) -> list[_SliceHeader]:
     positions = np.array([h.position for h in headers])
     steps = np.diff(positions, axis=0)
     along = steps @ normal
-    for k in np.flatnonzero(along < 1e-3):
+    for k in np.flatnonzero(along < 1e-3)[:1]:
         raise ScanReadError(f'{headers[k].path} and {headers[k + 1].path.name}: two slices of '
                             f'series {uid} at the same position {list(headers[k].position)} '
                             '(several acquisitions or a duplicated file?)')
     gap = float(np.median(along))
-    for k in np.flatnonzero(np.abs(along - gap) > _SLICE_GAP_REL_TOL * gap):
+    for k in np.flatnonzero(np.abs(along - gap) > _SLICE_GAP_REL_TOL * gap)[:1]:
         raise ScanReadError(f'{headers[k].path} and {headers[k + 1].path.name}: slices of series '
                             f'{uid} are {along[k]:.3f} mm apart where the others are {gap:.3f} mm '
                             '(missing slices or uneven spacing)')
@@ -389,7 +409,7 @@ def _series_number_key(item: DicomSeries) -> tuple[int, str]:
 def find_dicom_series(folder: str | os.PathLike, recursive: bool = True) -> list[DicomSeries]:
     """The DICOM image series in a folder (and its sub-folders), sorted by series number.
 
-    Only headers are read (pydicom; pixel data located, not loaded). Files that are not
+    Only headers are read (pydicom, stopping before the pixel data). Files that are not
     DICOM, or DICOM objects without pixels (DICOMDIR, dose reports), are ignored. A
     series with a truncated file or slices that do not form a volume is listed with its
     ``problem``, so that the other series of the folder stay readable.
@@ -420,12 +440,19 @@ def find_dicom_series(folder: str | os.PathLike, recursive: bool = True) -> list
         first = ordered[0]
         series.append(DicomSeries(uid=uid, description=first.description, modality=first.modality,
                                   series_number=first.series_number,
-                                  files=tuple(h.path for h in ordered), problem=problem))
+                                  files=tuple(h.path for h in ordered), problem=problem,
+                                  sop_class_uid=first.sop_class_uid,
+                                  image_type=first.image_type))
     return sorted(series, key=_series_number_key)
 
 
 def select_dicom_series(path: str | os.PathLike, series_uid: str | None = None) -> DicomSeries:
     """The DICOM series :func:`read_scan` reads from ``path``, from headers only.
+
+    Without ``series_uid``, the one CT volume among the series is taken: scout views
+    (ImageType LOCALIZER), dose-report screenshots (Secondary Capture) and other
+    modalities, which study exports put beside the scan, do not count. A single series
+    is taken whatever it is (reading it then says what is wrong with it).
 
     Args:
         path: A folder (searched with its sub-folders) or one DICOM file (its series,
@@ -461,10 +488,12 @@ def select_dicom_series(path: str | os.PathLike, series_uid: str | None = None) 
             raise ScanReadError(f'{folder}: no series {series_uid}; the series found are:\n'
                                 f'{listing}')
         return matches[0]
-    if len(series) > 1:
-        raise ScanReadError(f'{folder}: {len(series)} DICOM series, pick one with series_uid '
-                            f'(--series UID on the command line):\n{listing}')
-    return series[0]
+    volumes = [item for item in series if item.is_ct_volume]
+    if len(series) == 1 or len(volumes) == 1:
+        return series[0] if len(series) == 1 else volumes[0]
+    what = f'{len(volumes)} CT volumes' if volumes else 'no CT volume'
+    raise ScanReadError(f'{folder}: {len(series)} DICOM series ({what}), pick one with '
+                        f'series_uid (--series UID on the command line):\n{listing}')
 
 
 def _is_dicom_input(path: Path) -> bool:
