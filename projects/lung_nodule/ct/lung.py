@@ -1,4 +1,4 @@
-"""Lung segmentation by threshold + morphology + per-lung convex hull, shared by data
+"""Lung segmentation by threshold + morphology + a convex hull per lung, shared by data
 preparation and whole-scan inference (so that training and inference slices are masked
 alike).
 
@@ -29,20 +29,25 @@ lung *shape*):
    its pixels belong to in step 2; a component that both sides claim (lungs touching
    on this slice) is cut between them, each pixel to the nearer side; a component that
    neither claims (trachea, bronchi, a lung tip) is kept as it is, without a hull. Then,
-   for each lung separately: hole filling (vessels and nodules inside the lung), a
-   closing of radius ``closing_mm`` (by Euclidean distance transforms, in mm), hole
-   filling again, and the **convex hull**, of which each concavity ("pocket": a
-   connected part of hull minus lung) is taken in when it is at most ``max_pocket_mm2``
-   and at most ``max_pocket_fraction`` of the lung's area on the slice. A nodule or mass
-   that indents the lung from the chest wall, the mediastinum or the heart takes the
-   place of lung inside the lung's outline, so it lies in such a pocket; the large
-   concavity that the heart makes in the left lung exceeds the limits and stays out
-   (nodules on the heart are then kept by the closing, up to about ``closing_mm`` in
-   radius). Hull and closing are per lung, so they never bridge the mediastinum. Last,
-   a dilation of ``dilation_mm`` (the pleural surface inside the mask), restricted to
-   the body (nothing outside the chest is added). Being per slice, the cost is
-   proportional to the slices needed (3 per nodule for the COCO export) rather than to
-   the volume.
+   for each lung separately: a closing of radius ``closing_mm`` (by Euclidean distance
+   transforms, in mm), hole filling (vessels and nodules inside the lung), and the
+   **convex hull** of the lung without its thin parts (opening of ``airway_opening_mm``)
+   that face the mediastinum, such as a bronchus joined to it. Each concavity of the
+   hull ("pocket": a connected part of hull minus lung) is taken in when it is at most
+   ``max_pocket_mm2`` (``max_medial_pocket_mm2`` when it faces the mediastinum) and at
+   most ``max_pocket_fraction`` of the lung's area on the slice, and does not reach the
+   other lung. A nodule or mass that indents the lung from the chest wall, the
+   mediastinum or the heart takes the place of lung inside the lung's outline, so it
+   lies in such a pocket; the large concavity that the heart makes in the left lung
+   exceeds the limits and stays out (a nodule on the heart is then kept by the
+   closing, up to about ``closing_mm`` in radius). A mass that replaces the outermost
+   lung on a slice leaves the hull's chord inside the lung's convex outline by its
+   sagitta, so the pockets on the chest-wall side are extended outwards by it (see
+   ``outline_radius_mm``). Hull and closing are per lung, so they never bridge the
+   mediastinum. Last, a dilation of ``dilation_mm`` (the pleural surface inside the
+   mask), restricted to the body (nothing outside the chest is added). Being per slice,
+   the cost is proportional to the slices needed (3 per nodule for the COCO export)
+   rather than to the volume.
 
 Hole filling also takes in the top of the diaphragm dome where a slice shows one lung
 all around it; that is harmless for restricting detection to the lung region, which is
@@ -93,6 +98,9 @@ class LungMaskParams:
         max_pocket_fraction: ...and at most this fraction of the lung's area on the slice.
         max_medial_pocket_mm2: The limit of pockets that face the mediastinum (1500 mm^2:
             a 4.4 cm disc), where the heart and the great vessels make large concavities.
+        airway_opening_mm: The hull is that of each lung opened by this radius, so that
+            bronchi (up to about 14 mm wide) and other thin appendages joined to a lung
+            do not stretch it across the mediastinum (their pixels stay in the mask).
         outline_radius_mm: Radius of curvature assumed for the lung's outline behind a
             lesion: a taken pocket of mouth width ``c`` is extended outwards by
             ``c^2 / (8 * outline_radius_mm)`` (the part of the outline that the hull's
@@ -113,13 +121,15 @@ class LungMaskParams:
     max_pocket_mm2: float = 4000.0
     max_pocket_fraction: float = 1.0
     max_medial_pocket_mm2: float = 1500.0
+    airway_opening_mm: float = 7.0
     outline_radius_mm: float = 30.0
     max_pocket_extension_mm: float = 12.0
 
     def __post_init__(self) -> None:
         for name in ('coarse_mm', 'min_component_fraction', 'closing_mm', 'dilation_mm',
                      'min_split_erosion_mm', 'max_split_erosion_mm', 'max_pocket_mm2',
-                     'max_pocket_fraction', 'max_medial_pocket_mm2', 'max_pocket_extension_mm'):
+                     'max_pocket_fraction', 'max_medial_pocket_mm2', 'max_pocket_extension_mm',
+                     'airway_opening_mm'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f'LungMaskParams.{name} must be finite and >= 0, got {value!r}')
@@ -195,6 +205,44 @@ def _closing(mask: np.ndarray, radius_mm: float, sampling: tuple[float, float]) 
     out = mask.copy()
     out[box] |= closed[my:-my, mx:-mx]
     return out
+
+
+def _opening(mask: np.ndarray, radius_mm: float, sampling: tuple[float, float]) -> np.ndarray:
+    """Binary opening by an ellipse of ``radius_mm`` (OpenCV's kernel, in pixels per axis)."""
+    ry, rx = (max(0, int(round(radius_mm / s))) for s in sampling)
+    if radius_mm <= 0 or not (ry or rx):
+        return mask.copy()
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rx + 1, 2 * ry + 1))
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, kernel,
+                            borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+
+
+def _facing(points: np.ndarray, origin: np.ndarray, target: np.ndarray,
+            sampling: tuple[float, float]) -> bool:
+    """Whether the centroid of ``points`` (row, col) lies within 45 degrees of the
+    direction from ``origin`` to ``target`` (all in pixels; angles measured in mm)."""
+    direction = (points.mean(axis=0) - origin) * sampling
+    towards = (np.asarray(target) - origin) * sampling
+    norms = np.linalg.norm(direction) * np.linalg.norm(towards)
+    return bool(norms > 0 and direction @ towards > math.cos(math.pi / 4) * norms)
+
+
+def _hull_input(lung: np.ndarray, radius_mm: float, sampling: tuple[float, float],
+                midline: tuple[float, float]) -> np.ndarray:
+    """The pixels of one lung whose convex hull is taken: the lung without its thin
+    parts (narrower than ``2 * radius_mm``) that face the mediastinum: bronchi and other
+    airway joined to the lung, anterior tongues at the junction. Thin parts elsewhere
+    (lung wedges beside a mass on the chest wall) stay: they draw the lung's outline."""
+    core = _opening(lung, radius_mm, sampling)
+    if not core.any():
+        return lung
+    centre = np.argwhere(lung).mean(axis=0)
+    thin, count = ndimage.label(lung & ~core)
+    for label, where in enumerate(ndimage.find_objects(thin), start=1):
+        points = np.argwhere(thin[where] == label) + [w.start for w in where]
+        if not _facing(points, centre, midline, sampling):
+            core[tuple(points.T)] = True
+    return core
 
 
 def _convex_hull(mask: np.ndarray) -> np.ndarray:
@@ -381,25 +429,23 @@ class LungMask:
             out = [out[k] | (cut & (nearest == k + 1)) for k in (0, 1)]
         return out[0], out[1], lung & ~out[0] & ~out[1]
 
-    def _one_lung(self, lung: np.ndarray, other: np.ndarray, sampling: tuple[float, float],
-                  midline: tuple[float, float]) -> np.ndarray:
-        """Closing, hole filling, and the convex hull's small pockets of one lung.
+    def _with_pockets(self, lung: np.ndarray, core: np.ndarray, other: np.ndarray,
+                      sampling: tuple[float, float], midline: tuple[float, float]) -> np.ndarray:
+        """One lung with the pockets of its convex hull that are taken (module step 3).
 
         Args:
-            lung: The lung's pixels (bool, the slice's crop).
-            other: The other lung's pixels: a pocket that reaches them spans the
-                mediastinum and is never taken.
+            lung: The lung's pixels after closing and hole filling (bool, the slice's crop).
+            core: ``lung`` opened by ``airway_opening_mm``: its hull is the one used.
+            other: The other lung's core: a pocket that reaches it spans the mediastinum
+                and is never taken.
             sampling: Pixel size (rows, cols) in mm.
             midline: (row, col) between the lungs, in the crop's pixels.
         """
         p = self.params
-        lung = _fill_holes(_closing(lung, p.closing_mm, sampling))
-        if p.max_pocket_mm2 <= 0:
-            return lung
         margin = int(math.ceil(p.max_pocket_extension_mm / min(sampling))) + 1
         box = _bbox(lung, (margin, margin))
         part = lung[box]
-        pockets, count = ndimage.label(_convex_hull(part) & ~part)
+        pockets, count = ndimage.label(_convex_hull(core[box]) & ~part)
         if count == 0:
             return lung
         pixel_area = sampling[0] * sampling[1]
@@ -414,8 +460,8 @@ class LungMask:
         # true (convex) outline by the sagitta c^2 / (8 R) (c: the pocket's length, its
         # minimum-area rectangle's long side; R: the outline's radius of curvature), so
         # the other (costal) pockets are extended outwards by it.
-        centre = np.array([np.mean(i) for i in np.nonzero(part)]) * sampling
-        to_midline = (np.asarray(midline) - [b.start for b in box]) * sampling - centre
+        centre = np.argwhere(part).mean(axis=0)
+        to_midline = np.asarray(midline) - [b.start for b in box]
         reach = np.zeros(count + 1)
         for label, where in enumerate(ndimage.find_objects(pockets), start=1):
             extent = [(w.stop - w.start) * s for w, s in zip(where, sampling)]
@@ -424,9 +470,7 @@ class LungMask:
             if not accept[label] or (small and not long_enough):
                 continue
             inside = np.argwhere(pockets[where] == label)
-            direction = (inside.mean(axis=0) + [w.start for w in where]) * sampling - centre
-            norms = np.linalg.norm(direction) * np.linalg.norm(to_midline)
-            if norms > 0 and direction @ to_midline > math.cos(math.pi / 4) * norms:
+            if _facing(inside + [w.start for w in where], centre, to_midline, sampling):
                 accept[label] = small
                 continue
             if long_enough:
@@ -494,10 +538,21 @@ class LungMask:
         labels_c, lung = labels[box], lung_full[box]
         side1, side2, neither = self._split_slice(z, box, labels_c, count, lung)
         midline = tuple((i.min() + i.max()) / 2 for i in np.nonzero(lung))
+        shapes = [_fill_holes(_closing(part, p.closing_mm, sampling)) if part.any() else None
+                  for part in (side1, side2)]
         crop = np.zeros(lung.shape, dtype=bool)
-        for part, other in ((side1, side2), (side2, side1)):
-            if part.any():
-                crop |= self._one_lung(part, other, sampling, midline)
+        if p.max_pocket_mm2 > 0:
+            cores = [None if shape is None else _hull_input(shape, p.airway_opening_mm,
+                                                             sampling, midline)
+                     for shape in shapes]
+            for k in (0, 1):
+                if shapes[k] is not None:
+                    other = cores[1 - k] if cores[1 - k] is not None else crop
+                    crop |= self._with_pockets(shapes[k], cores[k], other, sampling, midline)
+        else:
+            for shape in shapes:
+                if shape is not None:
+                    crop |= shape
         if neither.any():
             crop |= _fill_holes(_closing(neither, p.closing_mm, sampling))
         if p.dilation_mm > 0:
