@@ -8,8 +8,11 @@ For every nodule of ``annotations.csv`` (world mm centre + diameter):
    exported slice every nodule whose sphere cuts it is annotated with the sphere's
    cross-section (radius ``sqrt(r^2 - dz^2)`` mm, a pixel inside when its centre is);
    cross-sections under ``--min-area`` pixels are dropped and counted;
-3. the lungs are segmented (:class:`projects.lung_nodule.ct.LungMask`) and pixels
-   outside them set to 0 (``--no-lung-mask`` keeps them);
+3. the lungs are segmented (:class:`projects.lung_nodule.ct.LungMask`) and, in the
+   ``--lung-mask-mode blank`` (the paper's), pixels outside them set to 0; ``filter``
+   keeps the whole slice (``--no-lung-mask`` is the old name of ``filter``). The mode is
+   written into every JSON's ``info['lung_mask_mode']``: the lung configs' dataset
+   refuses a file of the other mode;
 4. HU clipped to [-1024, 800], scaled to [0, 1], saved as 8-bit PNG at native size, in
    the volume's array order (row = y index, column = x index), never reoriented.
 
@@ -57,13 +60,14 @@ from data_prep.common import (SPLITS, RunSummary, ScanJobBase, add_input_args, a
 from projects.lung_nodule.ct import (LungMask, NoduleAnnotation, ScanReadError, locate_nodules,
                                      nodule_masks_on_slice, read_scan, select_nodule_slices,
                                      slice_to_uint8)
+from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE, LUNG_MASK_MODES
 
 __all__ = ['CATEGORIES', 'CocoOptions', 'ScanJob', 'assemble_coco', 'convert', 'export_scan',
            'main', 'mask_to_annotation', 'parse_args']
 
 logger = logging.getLogger('data_prep')
 CATEGORIES = [{'id': 1, 'name': 'nodule'}]
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: lung mask with per-lung convex hull; lung-mask modes
 _PNG_NAME = re.compile(r'^(?P<uid>.+)_z(?P<z>\d{4,})\.png$')
 
 
@@ -73,7 +77,7 @@ class CocoOptions:
 
     slices_per_nodule: int = 3
     min_area: int = 5
-    lung_mask: bool = True
+    lung_mask_mode: str = DEFAULT_LUNG_MASK_MODE
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,8 @@ def export_scan(job: ScanJob) -> dict[str, Any]:
         located, problems = locate_nodules(geometry, job.nodules, job.mhd_path)
         num_slices = geometry.shape_zyx[0]
         slices = select_nodule_slices(located, num_slices, job.options.slices_per_nodule)
-        lungs = LungMask(scan.array, geometry.spacing_xyz) if job.options.lung_mask and slices else None
+        blank = job.options.lung_mask_mode == 'blank'
+        lungs = LungMask(scan.array, geometry.spacing_xyz) if blank and slices else None
         counts = {'nodules': len(job.nodules), 'nodules_located': len(located),
                   'nodules_outside_volume': len(job.nodules) - len(located),
                   'cross_sections_too_small': 0, 'slices_without_annotation': 0,
@@ -156,7 +161,7 @@ def export_scan(job: ScanJob) -> dict[str, Any]:
             if not annotations:
                 counts['slices_without_annotation'] += 1
                 continue
-            image = slice_to_uint8(scan, z, lungs if job.options.lung_mask else None)
+            image = slice_to_uint8(scan, z, lungs, mode=job.options.lung_mask_mode)
             name = f'{job.seriesuid}_z{z:04d}.png'
             path = job.out_dir / 'images' / job.split / name
             written.append(path)
@@ -187,8 +192,13 @@ def export_scan(job: ScanJob) -> dict[str, Any]:
     return {'seriesuid': job.seriesuid, 'status': 'failed', 'reason': reason, 'problems': []}
 
 
-def assemble_coco(records: Sequence[dict[str, Any]], split: str) -> dict[str, Any]:
-    """One split's COCO dict from scan records (ids by seriesuid then z: deterministic)."""
+def assemble_coco(records: Sequence[dict[str, Any]], split: str,
+                  lung_mask_mode: str = DEFAULT_LUNG_MASK_MODE) -> dict[str, Any]:
+    """One split's COCO dict from scan records (ids by seriesuid then z: deterministic).
+
+    ``info['lung_mask_mode']`` records how the slices were masked (see
+    :mod:`projects.lung_nodule.ct.slice_image`).
+    """
     images, annotations = [], []
     for record in sorted(records, key=lambda r: r['seriesuid']):
         for entry in sorted(record['images'], key=lambda im: im['z_index']):
@@ -197,7 +207,8 @@ def assemble_coco(records: Sequence[dict[str, Any]], split: str) -> dict[str, An
             for ann in entry['annotations']:
                 annotations.append({'id': len(annotations) + 1, 'image_id': image_id, **ann})
     return {'info': {'description': f'LUNA16 nodule slices, {split} split (data_prep/luna16_to_coco.py)',
-                     'date_created': datetime.date.today().isoformat(), 'version': '1.0'},
+                     'date_created': datetime.date.today().isoformat(), 'version': '1.0',
+                     'lung_mask_mode': lung_mask_mode},
             'licenses': [], 'images': images, 'annotations': annotations,
             'categories': CATEGORIES}
 
@@ -224,7 +235,7 @@ def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
         return False
     splits = splits_for_inputs(inputs, args, summary)
     options = CocoOptions(slices_per_nodule=args.slices_per_nodule, min_area=args.min_area,
-                          lung_mask=not args.no_lung_mask)
+                          lung_mask_mode=args.lung_mask_mode)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_splits_csv(out_dir / 'splits.csv', splits)
     jobs = [ScanJob(seriesuid=uid, mhd_path=inputs.scans[uid], nodules=tuple(inputs.nodules[uid]),
@@ -233,14 +244,15 @@ def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
     summary.counts['scans_without_nodules'] = sum(not records[u]['counts']['nodules'] for u in records)
     kept = set()
     for split in SPLITS:
-        coco = assemble_coco([r for r in records.values() if r['split'] == split], split)
+        coco = assemble_coco([r for r in records.values() if r['split'] == split], split,
+                             options.lung_mask_mode)
         atomic_write_json(out_dir / 'annotations' / f'instances_{split}.json', coco)
         kept.update((split, im['file_name']) for im in coco['images'])
         summary.counts[f'images_{split}'] = len(coco['images'])
         summary.counts[f'annotations_{split}'] = len(coco['annotations'])
         summary.counts[f'scans_{split}'] = sum(1 for s in splits.values() if s == split)
     summary.counts['stale_pngs_removed'] = _remove_stale_pngs(out_dir, kept)
-    if options.lung_mask and summary.counts['nodule_pixels']:
+    if options.lung_mask_mode == 'blank' and summary.counts['nodule_pixels']:
         summary.counts['nodule_pixels_in_lung_permille'] = round(
             1000 * summary.counts['nodule_pixels_in_lung'] / summary.counts['nodule_pixels'])
     return bool(records)
@@ -258,10 +270,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='drop cross-sections smaller than this many pixels')
     parser.add_argument('--slices-per-nodule', type=int, default=CocoOptions.slices_per_nodule,
                         help='slices exported around each nodule centre')
+    parser.add_argument('--lung-mask-mode', choices=LUNG_MASK_MODES, default=None,
+                        help=f'blank: pixels outside the lung mask set to 0 (the paper); filter: '
+                             f'whole slices (the mask then only filters detections at inference). '
+                             f'Written into info["lung_mask_mode"] of every JSON; the model must '
+                             f'be trained and run in the same mode (default '
+                             f'{DEFAULT_LUNG_MASK_MODE})')
     parser.add_argument('--no-lung-mask', action='store_true',
-                        help='keep the pixels outside the lungs')
+                        help='old name of --lung-mask-mode filter (keeps the pixels outside the '
+                             'lungs)')
     add_run_args(parser)
     args = parser.parse_args(argv)
+    if args.no_lung_mask and args.lung_mask_mode == 'blank':
+        parser.error('--no-lung-mask contradicts --lung-mask-mode blank')
+    if args.lung_mask_mode is None:
+        args.lung_mask_mode = 'filter' if args.no_lung_mask else DEFAULT_LUNG_MASK_MODE
     if args.min_area < 1 or args.slices_per_nodule < 1:
         parser.error('--min-area and --slices-per-nodule must be >= 1')
     return args

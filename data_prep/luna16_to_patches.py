@@ -18,14 +18,16 @@
 * The split is the slice export's (``--splits OUT_COCO/splits.csv``), or computed the
   same way from ``--split``/``--split-seed``.
 
-Images are windowed like the COCO slices ([-1024, 800] HU -> 8-bit) with the outside of
-the lungs set to 0 (``--no-lung-mask`` keeps it). Output, readable by mmpretrain's
-``CustomDataset`` (classes from folder names)::
+Images are windowed like the COCO slices ([-1024, 800] HU -> 8-bit), masked by the same
+``--lung-mask-mode`` as the slices the detector is trained on (``blank``: the outside of
+the lungs set to 0; ``filter``: kept; ``--no-lung-mask`` is the old name of ``filter``),
+recorded in ``OUT/info.json``. Output, readable by mmpretrain's ``CustomDataset``
+(classes from folder names)::
 
     OUT/{train,val,test}/{nodule,normal}/*.png   50x50 single-channel 8-bit PNGs
     OUT/manifest.csv     split,label,file,seriesuid,z_index,row,col,transform
                          (row, col: the slice pixel at the patch centre)
-    OUT/splits.csv, OUT/summary.json
+    OUT/splits.csv, OUT/summary.json, OUT/info.json  {"lung_mask_mode": ...}
 
 Resumable: the per-scan candidates are cached in ``OUT/.scans/`` (``.npz`` + a ``.json``
 record written last); selection and PNG writing are redone on every run.
@@ -64,13 +66,14 @@ from data_prep.common import (SPLITS, RunSummary, ScanJobBase, add_input_args, a
 from projects.lung_nodule.ct import (LungMask, NoduleAnnotation, ScanReadError, locate_nodules,
                                      nodule_masks_on_slice, read_scan, select_nodule_slices,
                                      slice_to_uint8)
+from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE, LUNG_MASK_MODES
 
 __all__ = ['CLASSES', 'PatchOptions', 'PatchScanJob', 'collect_scan_patches', 'convert',
            'dihedral', 'main', 'parse_args']
 
 logger = logging.getLogger('data_prep')
 CLASSES = ('nodule', 'normal')
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: lung mask with per-lung convex hull; lung-mask modes
 _PATCH_NAME = re.compile(r'^.+_z\d{4,}_r\d+_c\d+(_t\d)?\.png$')
 
 
@@ -84,7 +87,7 @@ class PatchOptions:
     slices_per_nodule: int = 3
     neg_slices: int = 8
     min_lung_fraction: float = 0.5
-    lung_mask: bool = True
+    lung_mask_mode: str = DEFAULT_LUNG_MASK_MODE
     seed: int = 0
 
 
@@ -156,7 +159,7 @@ def collect_scan_patches(job: PatchScanJob) -> dict[str, Any]:
 
         def image_of(z: int) -> np.ndarray:
             if z not in images:
-                images[z] = slice_to_uint8(scan, z, lungs if opts.lung_mask else None)
+                images[z] = slice_to_uint8(scan, z, lungs, mode=opts.lung_mask_mode)
             return images[z]
 
         # Positives.
@@ -316,8 +319,9 @@ def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
         return False
     options = PatchOptions(patch=args.patch, stride=args.stride, max_shift=args.max_shift,
                            neg_slices=args.neg_slices, min_lung_fraction=args.min_lung_fraction,
-                           lung_mask=not args.no_lung_mask, seed=args.seed)
+                           lung_mask_mode=args.lung_mask_mode, seed=args.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / 'info.json', {'lung_mask_mode': options.lung_mask_mode}, indent=1)
     write_splits_csv(out_dir / 'splits.csv', splits)
     counts = dict(zip(SPLITS, args.counts))
     scans_per_split = {s: sum(1 for v in splits.values() if v == s) for s in SPLITS}
@@ -378,8 +382,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='lung slices per scan, besides the nodule slices, for negatives')
     parser.add_argument('--min-lung-fraction', type=float, default=0.5,
                         help='a negative block must be at least this fraction lung')
+    parser.add_argument('--lung-mask-mode', choices=LUNG_MASK_MODES, default=None,
+                        help=f'blank: pixels outside the lung mask set to 0; filter: kept. Use '
+                             f'the mode of the COCO export the detector is trained on (default '
+                             f'{DEFAULT_LUNG_MASK_MODE})')
     parser.add_argument('--no-lung-mask', action='store_true',
-                        help='keep the pixels outside the lungs in the patches')
+                        help='old name of --lung-mask-mode filter')
     parser.add_argument('--seed', type=int, default=0, help='seed of the patch sampling')
     add_run_args(parser)
     args = parser.parse_args(argv)
@@ -387,6 +395,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error('need --patch >= 3, --stride >= 1, --expand >= 1, --max-shift >= 0')
     if min(args.counts) < 0 or not 0 <= args.min_lung_fraction <= 1:
         parser.error('--counts must be >= 0 and --min-lung-fraction in [0, 1]')
+    if args.no_lung_mask and args.lung_mask_mode == 'blank':
+        parser.error('--no-lung-mask contradicts --lung-mask-mode blank')
+    if args.lung_mask_mode is None:
+        args.lung_mask_mode = 'filter' if args.no_lung_mask else DEFAULT_LUNG_MASK_MODE
     return args
 
 
