@@ -273,3 +273,27 @@ def test_sensitivities_at_is_numpy_interp_on_the_curve():
     # the curve (0,0) (1,0.5) (2,0.5): 1/2 -> 0.25, 8 -> 0.5 (flat)
     out = sensitivities_at(np.array([0.0, 1.0, 2.0]), np.array([0.0, 0.5, 0.5]))
     assert out.tolist() == pytest.approx([0.0625, 0.125, 0.25, 0.5, 0.5, 0.5, 0.5])
+
+
+def test_bootstrap_curve_equals_the_scripts_curve_of_the_resampled_list():
+    """The bootstrap weights entries by how often their scan is drawn instead of building
+    the repeated list; both must read the same sensitivities."""
+    from projects.lung_nodule.evaluation.froc import (_WeightedCurve, compute_froc,
+                                                      froc_entries, match_scan)
+    scans, findings, marks = crafted_case()
+    matches = [match_scan(u, [f for f in findings if f.seriesuid == u],
+                          [m for m in marks if m.seriesuid == u]) for u in scans]
+    entries = froc_entries(matches)
+    curve = _WeightedCurve(entries)
+    rng = np.random.default_rng(0)
+    grid = np.geomspace(0.125, 8, 50)
+    for _ in range(30):
+        drawn = rng.integers(len(scans), size=len(scans))
+        index = np.concatenate([np.flatnonzero(entries.scan_index == s) for s in drawn])
+        fps, sens, _ = compute_froc(entries.subset(index))
+        w_fps, w_sens = curve(np.bincount(drawn, minlength=len(scans)))
+        if np.isnan(sens).all():
+            assert np.isnan(w_sens).all()
+            continue
+        assert sensitivities_at(w_fps, w_sens, grid).tolist() == pytest.approx(
+            sensitivities_at(fps, sens, grid).tolist(), abs=1e-12)
