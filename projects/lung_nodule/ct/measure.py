@@ -57,7 +57,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial import ConvexHull
 
 from .geometry import ScanGeometry
 from .io import ScanReadError
@@ -164,10 +164,7 @@ def _hull_points_mm(mask: np.ndarray, spacing_yx: tuple[float, float]) -> np.nda
     centres = np.argwhere(boundary).astype(np.float64)
     points = (centres[:, None, :] + _EDGE_MIDPOINTS[None]).reshape(-1, 2)
     points *= np.asarray(spacing_yx)
-    try:
-        return points[ConvexHull(points).vertices]
-    except QhullError:  # cannot happen for diamonds (never collinear); kept for safety
-        return np.unique(points, axis=0)
+    return points[ConvexHull(points).vertices]  # a pixel's diamond is never degenerate
 
 
 def _longest_perpendicular_chord(hull: np.ndarray, start: np.ndarray,
