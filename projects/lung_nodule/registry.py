@@ -11,6 +11,8 @@ Importing it registers:
 - mmdet ``TRANSFORMS``: ``BoxesFromMasks``;
 - mmdet ``METRICS``: ``MatterportMaskAP``, ``NoduleDiceMetric``;
 - mmdet ``VISUALIZERS``: ``NoduleVisualizer``;
+- mmdet ``MODELS``: ``ParallelRoIAlign`` (mmcv's RoIAlign on all CPU cores),
+  ``RegistryRoIExtractor`` (the RoI extractor that can build it);
 - mmpretrain ``MODELS``: ``ResNet20``; ``DATASETS``: ``PatchFolderDataset``;
   ``METRICS``: ``BinaryAUC``;
 - mmengine's local ``CheckpointLoader`` scheme: the torch >= 2.6 loader of

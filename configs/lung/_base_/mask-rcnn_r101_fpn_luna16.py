@@ -24,7 +24,16 @@ model = dict(
     backbone=dict(init_cfg=None),
     rpn_head=dict(anchor_generator=dict(scales=[2])),
     train_cfg=dict(rpn=dict(assigner=dict(min_pos_iou=0.2))),
+    # RoIAlign of mmcv's results on every CPU core (mmcv's CPU kernel runs on one
+    # thread and was about half of a CPU training step): torchvision's kernel on
+    # channel blocks in parallel, equal to the last bit (tests/test_roi_align.py;
+    # benchmarks/bench_train.py). On CUDA it is torchvision's kernel. The extractor
+    # is mmdet's SingleRoIExtractor that can build a registered layer.
     roi_head=dict(
+        bbox_roi_extractor=dict(
+            type='RegistryRoIExtractor', roi_layer=dict(type='ParallelRoIAlign')),
+        mask_roi_extractor=dict(
+            type='RegistryRoIExtractor', roi_layer=dict(type='ParallelRoIAlign')),
         bbox_head=dict(num_classes=1),
         mask_head=dict(num_classes=1)))
 
