@@ -1,10 +1,13 @@
 """Datasets and data transforms.
 
-Importing it registers ``BoxesFromMasks`` in mmdet's ``TRANSFORMS`` and
-``PatchFolderDataset`` (class folders numbered in the order of ``classes``, so
-``('normal', 'nodule')`` makes ``nodule`` label 1) in mmpretrain's ``DATASETS``.
+Importing it registers ``BoxesFromMasks`` in mmdet's ``TRANSFORMS``,
+``LungCocoDataset`` (the COCO slices, checked for the lung-mask mode) in mmdet's
+``DATASETS``, and ``PatchFolderDataset`` (class folders numbered in the order of
+``classes``, so ``('normal', 'nodule')`` makes ``nodule`` label 1) in mmpretrain's
+``DATASETS``.
 """
+from .lung_coco_dataset import LungCocoDataset
 from .patch_folder_dataset import PatchFolderDataset
 from .transforms import BoxesFromMasks
 
-__all__ = ['BoxesFromMasks', 'PatchFolderDataset']
+__all__ = ['BoxesFromMasks', 'LungCocoDataset', 'PatchFolderDataset']

@@ -9,7 +9,18 @@
 #        -> mask-rcnn_r101_fpn_luna16 (model) -> schedules/* -> configs/lung/*.py
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r101_fpn_1x_coco.py'
 
-dataset_type = 'CocoDataset'
+# LungCocoDataset (projects/lung_nodule/datasets) is mmdet's CocoDataset that refuses
+# an annotation file exported in another lung-mask mode than `lung_mask_mode`:
+# 'blank' (pixels outside the lung mask set to 0 in the PNGs, the paper's) or
+# 'filter' (whole slices; the mask only filters detections). It must match the
+# export's `--lung-mask-mode` (written into the JSON's info) and whole-scan inference
+# reads it from here. mmengine resolves this variable where this file is read: a
+# config that changes it must also set it in the three datasets, e.g.
+#   --cfg-options lung_mask_mode=filter train_dataloader.dataset.lung_mask_mode=filter
+#     val_dataloader.dataset.lung_mask_mode=filter test_dataloader.dataset.lung_mask_mode=filter
+# (projects.lung_nodule.ct.slice_image.DEFAULT_LUNG_MASK_MODE is the export's default.)
+lung_mask_mode = 'blank'
+dataset_type = 'LungCocoDataset'
 data_root = 'data/luna16_coco/'  # written by data_prep/luna16_to_coco.py
 metainfo = dict(classes=('nodule', ), palette=[(220, 20, 60)])
 backend_args = None
@@ -20,7 +31,7 @@ backend_args = None
 # own grid. 0.7 mm is LUNA16's typical pixel (its scans have 0.46-0.98 mm, all kept).
 infer_pixel_spacing_mm = 0.7
 
-# Slices are 8-bit PNGs of HU [-1024, 800] -> [0, 255], lung-masked; cv2 reads the
+# Slices are 8-bit PNGs of HU [-1024, 800] -> [0, 255] (lung-masked in 'blank' mode); cv2 reads the
 # grey PNG as 3 equal channels, which is what the COCO-pretrained stem expects.
 # Resize keeps 512x512 slices at their native size (scale factor 1, never stretched),
 # where mmdet's COCO pipeline resizes to 1333x800. No RandomFlip: mmdet's COCO
@@ -63,6 +74,7 @@ train_dataloader = dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_train.json',
+        lung_mask_mode=lung_mask_mode,
         data_prefix=dict(img='images/train/'),
         filter_cfg=dict(filter_empty_gt=True, min_size=0),
         pipeline=train_pipeline))
@@ -74,6 +86,7 @@ val_dataloader = dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_val.json',
+        lung_mask_mode=lung_mask_mode,
         data_prefix=dict(img='images/val/'),
         pipeline=test_pipeline))
 test_dataloader = dict(
@@ -84,6 +97,7 @@ test_dataloader = dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='annotations/instances_test.json',
+        lung_mask_mode=lung_mask_mode,
         data_prefix=dict(img='images/test/'),
         test_mode=True,
         pipeline=test_pipeline))
