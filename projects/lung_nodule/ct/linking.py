@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 __all__ = ['DUPLICATE_OVERLAP', 'LinkedNodule', 'MAX_GAP', 'MIN_OVERLAP', 'SliceDetections',
            'TOP_K', 'link_detections', 'linked_to_label_volume', 'nodule_probability']
@@ -205,6 +204,9 @@ def _match(tracks: Sequence[_Track], instances: Sequence[_Instance],
             over_smaller, iou = _overlap(track.last, inst)
             if over_smaller >= min_overlap:
                 weight[t, i] = iou
+    # Imported here: scipy.optimize takes ~0.5 s to import, which every converter's
+    # start-up would pay through projects.lung_nodule.ct.
+    from scipy.optimize import linear_sum_assignment
     rows, cols = linear_sum_assignment(weight, maximize=True)
     return [(int(t), int(i)) for t, i in zip(rows, cols) if weight[t, i] > 0]
 
