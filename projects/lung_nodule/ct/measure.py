@@ -57,7 +57,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from scipy.spatial import ConvexHull
 
 from .geometry import ScanGeometry
 from .io import ScanReadError
@@ -164,6 +163,8 @@ def _hull_points_mm(mask: np.ndarray, spacing_yx: tuple[float, float]) -> np.nda
     centres = np.argwhere(boundary).astype(np.float64)
     points = (centres[:, None, :] + _EDGE_MIDPOINTS[None]).reshape(-1, 2)
     points *= np.asarray(spacing_yx)
+    # Imported here: scipy.spatial adds ~0.15 s to the start-up of every converter.
+    from scipy.spatial import ConvexHull
     return points[ConvexHull(points).vertices]  # a pixel's diamond is never degenerate
 
 
