@@ -471,7 +471,8 @@ def select_dicom_series(path: str | os.PathLike, series_uid: str | None = None) 
             others = sum(1 for p in folder.rglob('*') if p.is_file())
             raise ScanReadError(f'{folder}: no DICOM image series found ' + (
                 '(the folder is empty)' if not others else
-                f'among its {others} files (none is a DICOM image)'))
+                f'among its {others} files (none is a DICOM image); a folder input must hold '
+                'a DICOM series, other scans are given as files (.mhd, .nii.gz, .nrrd)'))
     else:
         if not _is_dicom_file(path):
             raise ScanReadError(f'{path}: not a DICOM file (no "DICM" marker after the '
