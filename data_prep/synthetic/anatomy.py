@@ -31,7 +31,8 @@ from .common import Canvas, random_unit, segment_distance
 from .shapes import Capsule, Cavity, occupancy
 
 __all__ = ['HU_AIR', 'HU_SOFT', 'carve_airways', 'chest_layout', 'draw_chest',
-           'paint_vessels', 'rotate_towards', 'through_plane_vessels', 'vessel_tree']
+           'paint_vessels', 'pulmonary_vessels', 'rotate_towards', 'through_plane_vessels',
+           'vessel_tree']
 
 HU_AIR, HU_SOFT, HU_MUSCLE, HU_BLOOD = -1000.0, 45.0, 50.0, 40.0
 HU_CORTEX, HU_MARROW, HU_DISC = 750.0, 230.0, 90.0
@@ -278,6 +279,39 @@ def through_plane_vessels(rng: np.random.Generator, lung: dict, cavity: Cavity,
         d2 = rotate_towards(d, rng, float(rng.uniform(5, 20)))
         out.append(Capsule(mid, mid + d2 * length / 2, 0.85 * r0, 0.6 * r0))
     return out
+
+
+def pulmonary_vessels(rng: np.random.Generator, layout: dict, cavity: Cavity, min_radius: float
+                      ) -> tuple[list[tuple[Capsule, float]], list[Capsule]]:
+    """The vessels of both lungs, as ``(capsule, HU)``, and the bronchi that run beside the
+    first segment of each tree (lumen radius ``r0``).
+
+    Six trees per lung from the hilum, and vessels through the slice plane; their number
+    and the size of the trees grow with the lung's volume (a 150 ml lung, as in a
+    256 x 256 scan, gets 8-16 through-plane vessels and trees of up to 150 segments), so
+    that a full-size scan is not emptier than a small one.
+    """
+    vessels: list[tuple[Capsule, float]] = []
+    bronchi: list[Capsule] = []
+    for side, lung in zip((-1, 1), layout['lungs']):
+        centre, axes = np.asarray(lung['centre_mm']), np.asarray(lung['semi_axes_mm'])
+        scale = 4 / 3 * math.pi * float(np.prod(axes)) / 1000 / 150
+        radius = float(np.clip(0.1 * axes[0], 0.6, 5.0))
+        for dz in np.linspace(-0.5, 0.5, 6):
+            root = centre + np.array([-side * 0.6 * axes[0], rng.uniform(-0.2, 0.2) * axes[1],
+                                      (dz + rng.uniform(-0.08, 0.08)) * axes[2]])
+            d0 = np.array([side, rng.uniform(-0.8, 0.8), dz * 2 + rng.uniform(-0.3, 0.3)])
+            tree = vessel_tree(rng, root, d0 / np.linalg.norm(d0), radius, cavity, min_radius,
+                               max_segments=int(150 * np.clip(scale, 1, 6)))
+            hu = float(rng.uniform(30, 60))
+            vessels += [(c, hu) for c in tree]
+            first = tree[0]
+            off = np.cross(first.p1 - first.p0, random_unit(rng))
+            off *= (first.r0 + 0.7 * radius + 0.8) / (np.linalg.norm(off) or 1.0)
+            bronchi.append(Capsule(first.p0 + off, first.p1 + off, 0.7 * first.r0, 0.6 * first.r1))
+        count = max(2, int(round(int(rng.integers(8, 17)) * min(scale, 6.0))))
+        vessels += [(c, float(rng.uniform(30, 60))) for c in through_plane_vessels(rng, lung, cavity, count)]
+    return vessels, bronchi
 
 
 def paint_vessels(canvas: Canvas, anatomy: np.ndarray, cavity_mask: np.ndarray,

@@ -40,8 +40,7 @@ from scipy import ndimage
 
 from projects.lung_nodule.ct import ScanGeometry
 
-from .anatomy import (carve_airways, chest_layout, draw_chest, paint_vessels, through_plane_vessels,
-                      vessel_tree)
+from .anatomy import carve_airways, chest_layout, draw_chest, paint_vessels, pulmonary_vessels
 from .common import (DIRECTIONS, UID_PREFIX, Canvas, SyntheticNodule, SyntheticScan, jsonable,
                      load_diameter_histogram, random_unit, sample_diameter, write_mhd)
 from .shapes import (Capsule, Cavity, Ellipsoid, LesionShape, Measured, measure_lesion,
@@ -102,7 +101,7 @@ def _lesion_shape(rng: np.random.Generator, kind: str, shape: str, centre: np.nd
         axes = radius * np.array([1.0, rng.uniform(low, 1.0), rng.uniform(low, 1.0)])
         body = [Ellipsoid(centre, axes, random_rotation(rng))]
         if shape == 'spiculated':
-            spicules = spicules_for(rng, body[0], int(rng.integers(6, 13)))
+            spicules = spicules_for(rng, body[0], int(rng.integers(8, 17)))
     elif shape == 'lobulated':
         main = 0.8 * radius if kind != 'mass' else 0.85 * radius
         body = [Ellipsoid(centre, np.full(3, main))]
@@ -118,8 +117,8 @@ def _lesion_shape(rng: np.random.Generator, kind: str, shape: str, centre: np.nd
         hu = {'body': float(rng.uniform(-750, -500))}
     elif kind == 'part_solid':
         hu = {'body': float(rng.uniform(-700, -500)), 'core': float(rng.uniform(0, 50))}
-        core = [Ellipsoid(centre + random_unit(rng) * 0.15 * radius,
-                          np.full(3, max(1.5, radius * float(rng.uniform(0.4, 0.6)))))]
+        core = [Ellipsoid(centre + random_unit(rng) * 0.15 * radius,  # >= 4 mm: visible
+                          np.full(3, min(0.75 * radius, max(2.0, radius * float(rng.uniform(0.4, 0.6))))))]
     elif kind == 'calcified':
         hu = {'body': float(rng.uniform(30, 60)), 'core': float(rng.uniform(400, 900))}
         core = [Ellipsoid(centre, np.full(3, min(radius, max(1.5, radius * float(rng.uniform(0.5, 1.0))))))]
@@ -373,29 +372,7 @@ def make_hard_scan(out_subset: Path, index: int, seed: int, shape_zyx: Sequence[
         else:
             lesions.append(lesion)
 
-    # Vessel trees from each hilum, bronchi beside their first segments, vessels through
-    # the slice plane, and the vessels touching juxta-vascular nodules.
-    vessels: list[tuple[Capsule, float]] = []
-    bronchi: list[Capsule] = []
-    min_radius = max(0.35, 0.35 * spacing[0])
-    for side, lung in zip((-1, 1), layout['lungs']):
-        centre, axes = np.asarray(lung['centre_mm']), np.asarray(lung['semi_axes_mm'])
-        radius = float(np.clip(0.1 * axes[0], 0.6, 5.0))
-        for dz in np.linspace(-0.5, 0.5, 6):
-            root = centre + np.array([-side * 0.6 * axes[0], rng.uniform(-0.2, 0.2) * axes[1],
-                                      (dz + rng.uniform(-0.08, 0.08)) * axes[2]])
-            d0 = np.array([side, rng.uniform(-0.8, 0.8), dz * 2 + rng.uniform(-0.3, 0.3)])
-            tree = vessel_tree(rng, root, d0 / np.linalg.norm(d0), radius, cavity, min_radius)
-            hu = float(rng.uniform(30, 60))
-            vessels += [(c, hu) for c in tree]
-            first = tree[0]
-            off = np.cross(first.p1 - first.p0, random_unit(rng))
-            off *= (first.r0 + 0.7 * radius + 0.8) / (np.linalg.norm(off) or 1.0)
-            bronchi.append(Capsule(first.p0 + off, first.p1 + off, 0.7 * first.r0, 0.6 * first.r1))
-        # 8-16 in lungs of 150 ml and more (a 256 x 256 scan), fewer in smaller ones.
-        volume_ml = 4 / 3 * math.pi * float(np.prod(axes)) / 1000
-        count = max(2, int(round(int(rng.integers(8, 17)) * min(1.0, volume_ml / 150))))
-        vessels += [(c, float(rng.uniform(30, 60))) for c in through_plane_vessels(rng, lung, cavity, count)]
+    vessels, bronchi = pulmonary_vessels(rng, layout, cavity, min_radius=max(0.35, 0.35 * spacing[0]))
     vessels += [(lesion.vessel, 40.0) for lesion in lesions if lesion.vessel is not None]
 
     # Anatomy, airways, the slab average in z, then vessels and lesions (partial volume

@@ -294,7 +294,7 @@ def spicules_for(rng: np.random.Generator, body: Ellipsoid, count: int) -> list[
     for _ in range(count):
         u = random_unit(rng)
         start = body.centre + u * 0.7 * float(body.semi_axes.min())
-        length = r * float(rng.uniform(0.5, 1.3)) + 1.0
-        out.append(Capsule(start, start + u * (length + 0.3 * r), float(rng.uniform(0.4, 0.7)),
-                           float(rng.uniform(0.15, 0.3))))
+        length = r * float(rng.uniform(0.6, 1.5)) + 1.5
+        out.append(Capsule(start, start + u * (length + 0.3 * r), float(rng.uniform(0.5, 0.9)),
+                           float(rng.uniform(0.2, 0.35))))
     return out
