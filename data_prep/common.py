@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -33,14 +34,16 @@ __all__ = [
     'SPLITS', 'LunaInputs', 'ResumableJob', 'RunSummary', 'ScanJobBase', 'add_input_args',
     'add_run_args', 'add_split_args', 'assign_splits', 'atomic_write_bytes',
     'atomic_write_json', 'atomic_write_text', 'encode_png', 'file_fingerprint', 'fingerprint',
-    'load_inputs', 'load_record', 'process_scans', 'read_patient_map', 'read_splits_csv',
-    'run_cli', 'run_jobs', 'setup_logging', 'splits_for_inputs', 'write_splits_csv',
+    'fold_splits', 'load_inputs', 'load_record', 'process_scans', 'read_patient_map',
+    'read_splits_csv', 'run_cli', 'run_jobs', 'scan_subset', 'setup_logging',
+    'splits_for_inputs', 'write_splits_csv',
 ]
 
 logger = logging.getLogger('data_prep')
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 SPLITS = ('train', 'val', 'test')
+_SUBSET_FOLDER = re.compile(r'subset(\d+)')
 T = TypeVar('T')
 R = TypeVar('R')
 
@@ -92,6 +95,11 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--patient-map', type=Path, default=None,
                         help='optional CSV seriesuid,patient_id: scans of one patient stay in one '
                              'split (LUNA16 itself has no patient id)')
+    parser.add_argument('--fold', type=int, default=None, metavar='K',
+                        help='cross-validation fold K (0-9, the protocol of published LUNA16 '
+                             'figures): the scans of subsetK are the test split, the others are '
+                             'split into train/val by the TRAIN:VAL ratio of --split and '
+                             '--split-seed')
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -510,4 +518,72 @@ def splits_for_inputs(inputs: LunaInputs, args: argparse.Namespace, summary: Run
             summary.warn(f'{args.patient_map}: {len(unmapped)} scans have no patient id and are '
                          f'their own patient (first: {unmapped[0]})')
     positive = [uid for uid, nodules in inputs.nodules.items() if nodules]
+    if getattr(args, 'fold', None) is not None:
+        return fold_splits(inputs.scans, args.fold, args.split, args.split_seed, positive,
+                           patient_map, summary)
     return assign_splits(inputs.scans, args.split, args.split_seed, positive, patient_map)
+
+
+def scan_subset(path: Path) -> int | None:
+    """The LUNA16 subset number of a scan file (its ``subsetN`` folder), or None."""
+    for part in reversed(Path(path).parent.parts):
+        match = _SUBSET_FOLDER.fullmatch(part)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def fold_splits(scans: Mapping[str, Path], fold: int, fractions: Sequence[float], seed: int,
+                positive: Iterable[str] = (), patient_map: Mapping[str, str] | None = None,
+                summary: RunSummary | None = None) -> dict[str, str]:
+    """Cross-validation fold ``fold``: the scans of ``subset<fold>`` are the test split.
+
+    LUNA16 results (MONAI, nnDetection, DeepLung) are 10-fold cross-validation over
+    ``subset0``-``subset9``, one subset the test set of each fold, and the test
+    candidates of all folds pooled into one FROC (``tools/eval_luna16.py`` pools several
+    candidate files). The other scans are split into train and val by the train:val
+    ratio of ``fractions`` (:func:`assign_splits`, same seed and stratification). Scans
+    in no ``subsetN`` folder are left out with a warning.
+
+    Args:
+        scans: seriesuid -> ``.mhd`` path (:func:`find_scans`).
+        fold: The test subset number.
+        fractions: ``(train, val, test)``; only train:val is used.
+        seed: Seed of the train/val shuffle.
+        positive: Scans with nodules.
+        patient_map: Optional seriesuid -> patient id (a patient with scans in the test
+            subset and elsewhere is reported: LUNA16 subsets are not split by patient).
+        summary: Where warnings go (logged only when None).
+
+    Raises:
+        ValueError: No scan in ``subset<fold>``, no scan outside it, or a train:val ratio
+            that is 0:0.
+    """
+    warn = summary.warn if summary is not None else logger.warning
+    subset_of = {uid: scan_subset(path) for uid, path in scans.items()}
+    unplaced = sorted(uid for uid, subset in subset_of.items() if subset is None)
+    if unplaced:
+        warn(f'--fold {fold}: {len(unplaced)} scans are in no subsetN folder and are left out '
+             f'(first: {scans[unplaced[0]]})')
+    test = sorted(uid for uid, subset in subset_of.items() if subset == fold)
+    rest = sorted(uid for uid, subset in subset_of.items() if subset is not None and subset != fold)
+    if not test:
+        found = sorted({s for s in subset_of.values() if s is not None})
+        raise ValueError(f'--fold {fold}: no scan under a subset{fold} folder (subsets found: '
+                         f'{found or "none"})')
+    if not rest:
+        raise ValueError(f'--fold {fold}: every scan is in subset{fold}; nothing left to train on')
+    train, val = float(fractions[0]), float(fractions[1])
+    if train < 0 or val < 0 or train + val <= 0:
+        raise ValueError(f'--fold needs a positive TRAIN+VAL in --split, got {list(fractions)}')
+    if patient_map:
+        test_patients = {patient_map[u] for u in test if u in patient_map}
+        shared = sorted(u for u in rest if patient_map.get(u) in test_patients)
+        if shared:
+            warn(f'--fold {fold}: {len(shared)} scans outside subset{fold} belong to patients '
+                 f'with a scan in it (first: {shared[0]})')
+    rest_set = set(rest)
+    out = assign_splits(rest, (train / (train + val), val / (train + val), 0.0), seed,
+                        [u for u in positive if u in rest_set], patient_map)
+    out.update({uid: 'test' for uid in test})
+    return out
