@@ -283,3 +283,53 @@ def test_luna16_to_coco_fold_option(tmp_path):
     test_json = json.loads((out / 'annotations' / 'instances_test.json').read_text())
     assert {im['seriesuid'] for im in test_json['images']} <= set(moved)
     assert np.all([s != 'test' for u, s in splits.items() if u not in moved])
+
+
+def sphere_labels(shape, spheres):
+    """A label volume (1 mm voxels) with value v inside each (centre_zyx, diameter, v)."""
+    zz, yy, xx = np.indices(shape)
+    labels = np.zeros(shape, dtype=np.uint16)
+    for (cz, cy, cx), diameter, value in spheres:
+        inside = (zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 <= (diameter / 2) ** 2
+        labels[inside] = value
+    return labels
+
+
+def test_reference_sizes_measured_from_label_volumes(tool, case):
+    import SimpleITK as sitk
+
+    from projects.lung_nodule.ct.geometry import ScanGeometry
+    from projects.lung_nodule.ct.measure import measure_label_volume
+
+    # value = data row of annotations.csv: P1 rows 1 (5 mm) and 2 (7 mm), P2 row 3 (20 mm)
+    volumes = {'P1': sphere_labels((20, 40, 40), [((10, 10, 10), 5, 1), ((10, 25, 25), 7, 2)]),
+               'P2': sphere_labels((28, 28, 28), [((14, 14, 14), 20, 3)])}
+    (case / 'labels').mkdir()
+    for uid, labels in volumes.items():
+        sitk.WriteImage(sitk.GetImageFromArray(labels), str(case / 'labels' / f'{uid}.nii.gz'))
+    assert run_tool(tool, case, '--nodules-dir', str(case / 'infer'), '--reference-labels',
+                    str(case / 'labels')) == 0
+    size = metrics_of(case)['size_agreement']
+    assert size['pairs'] == 3 and 'label volumes' in size['reference']
+    # the reference of each nodule is the measurement of *its* label (the MEASURE code's
+    # figures), so a swapped row <-> label mapping would change the errors
+    measured = {}
+    for uid, labels in volumes.items():
+        geometry = ScanGeometry((labels.shape[2], labels.shape[1], labels.shape[0]), (1, 1, 1),
+                                (0, 0, 0))
+        measured.update({m.nodule_id: m for m in measure_label_volume(labels, geometry)})
+    assert abs(measured[3].equivalent_diameter_mm - 20) < 1  # a real 20 mm sphere
+    predicted_long = {1: 6.0, 2: 6.0, 3: 23.0}
+    errors = {v: predicted_long[v] - measured[v].long_axis_mm for v in (1, 2, 3)}
+    long_axis = size['measures']['long_axis_mm']
+    assert long_axis['<6']['bias_mm'] == pytest.approx(errors[1])
+    assert long_axis['6-8']['bias_mm'] == pytest.approx(errors[2])
+    assert long_axis['>=15']['bias_mm'] == pytest.approx(errors[3])
+    assert (case / 'out' / 'bland_altman.png').is_file()
+    # a scan without its label volume: warned, its nodules left out of the agreement
+    (case / 'labels' / 'P2.nii.gz').unlink()
+    assert run_tool(tool, case, '--nodules-dir', str(case / 'infer'), '--reference-labels',
+                    str(case / 'labels')) == 0
+    m = metrics_of(case)
+    assert m['size_agreement']['pairs'] == 2
+    assert any('P2.nii.gz: no reference label volume' in w for w in m['warnings'])

@@ -30,6 +30,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from projects.lung_nodule.ct.io import ScanReadError
+from projects.lung_nodule.ct.measure import measure_label_volume, read_label_volume
+
 from .froc import ScanMatch
 from .luna16_inputs import Finding
 
@@ -196,11 +199,6 @@ def reference_sizes_from_labels(labels_dir: str | os.PathLike, findings: Sequenc
     Returns:
         ``((seriesuid, data_row) -> {measure: mm}, warnings)``.
     """
-    import SimpleITK as sitk  # only when label volumes are given
-
-    from projects.lung_nodule.ct.geometry import ScanGeometry
-    from projects.lung_nodule.ct.measure import measure_label_volume
-
     labels_dir = Path(labels_dir)
     sizes: dict[tuple[str, int], dict[str, float]] = {}
     warnings: list[str] = []
@@ -210,12 +208,11 @@ def reference_sizes_from_labels(labels_dir: str | os.PathLike, findings: Sequenc
             warnings.append(f'{path}: no reference label volume for scan {uid}')
             continue
         try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError as exc:
-            warnings.append(f'{path}: unreadable label volume ({str(exc).strip().splitlines()[0]})')
+            labels, geometry = read_label_volume(path)
+        except ScanReadError as exc:
+            warnings.append(f'{exc}; scan {uid} has no measured reference')
             continue
-        labels = sitk.GetArrayFromImage(image)
-        for measurement in measure_label_volume(labels, ScanGeometry.from_image(image)):
+        for measurement in measure_label_volume(labels, geometry):
             sizes[(uid, int(measurement.nodule_id))] = {m: float(getattr(measurement, m))
                                                         for m in MEASURES}
     return sizes, warnings
