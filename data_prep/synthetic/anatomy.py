@@ -6,7 +6,7 @@ patient at LUNA16's resolution), with per-scan variation. In-plane the body is a
 ellipse; ``rb`` below is a pixel's radius in units of that ellipse (1 = the skin):
 
 * skin, subcutaneous fat (its thickness varies by scan), chest wall muscle;
-* ribs in a band just outside the lungs (``rb`` 0.83-0.89): each rib descends from the
+* ribs in a band just outside the lungs (``rb`` 0.83-0.89, at least 1 mm from them): each rib descends from the
   spine towards the sternum, so an axial slice cuts it into an oblique oval, cortex
   (~750 HU) around marrow (~230 HU); a sternum in front, a vertebra (body with discs,
   canal, arch, spinous process) behind;
@@ -36,7 +36,7 @@ __all__ = ['HU_AIR', 'HU_SOFT', 'carve_airways', 'chest_layout', 'draw_chest',
 
 HU_AIR, HU_SOFT, HU_MUSCLE, HU_BLOOD = -1000.0, 45.0, 50.0, 40.0
 HU_CORTEX, HU_MARROW, HU_DISC = 750.0, 230.0, 90.0
-_RIB_BAND = (0.83, 0.89)
+_LUNG_RB = 0.817  # the lungs' largest rb (see chest_layout)
 
 
 def chest_layout(shape_zyx: Sequence[int], spacing_xyz: Sequence[float],
@@ -62,7 +62,10 @@ def chest_layout(shape_zyx: Sequence[int], spacing_xyz: Sequence[float],
     return {
         'fov': (cx, cy, fov_r), 'body': (bx, by, a, b), 'fov_z': fov_z, 'lungs': lungs,
         'heart': heart,
-        'fat_inner': float(rng.uniform(0.9, 0.95)),  # rb where subcutaneous fat begins
+        # Ribs 0.06 rb thick, at least 1 mm outside the pleura (the extrapleural layer keeps
+        # that much even in a small patient), then muscle and subcutaneous fat.
+        'rib_band': (max(0.83, _LUNG_RB + 1.0 / a), max(0.83, _LUNG_RB + 1.0 / a) + 0.06),
+        'fat_inner': max(float(rng.uniform(0.9, 0.95)), _LUNG_RB + 1.0 / a + 0.07),
         'fat_hu': float(rng.uniform(-110, -80)),
         'lung_hu': float(rng.uniform(-880, -835)),
         'lung_gradient_hu': float(rng.uniform(20, 80)),  # denser towards the back
@@ -128,11 +131,12 @@ def _base_slices(layout: dict, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarr
     # Rib band: pixels, their position across the band and angle from the spine.
     theta = np.arctan2(v, u)
     from_back = np.abs((theta - math.pi / 2 + math.pi) % (2 * math.pi) - math.pi)
-    band = (rb >= _RIB_BAND[0]) & (rb <= _RIB_BAND[1]) & (from_back > 0.28) & (from_back < math.pi - 0.2)
+    band_lo, band_hi = layout['rib_band']
+    band = (rb >= band_lo) & (rb <= band_hi) & (from_back > 0.28) & (from_back < math.pi - 0.2)
     flat = np.flatnonzero(np.broadcast_to(band, rb.shape))
     masks = {
         'rib_flat': flat,
-        'rib_across': ((rb.reshape(-1)[flat] - _RIB_BAND[0]) / (_RIB_BAND[1] - _RIB_BAND[0])),
+        'rib_across': (rb.reshape(-1)[flat] - band_lo) / (band_hi - band_lo),
         'rib_from_back': from_back.reshape(-1)[flat],
         'vertebral_body': vertebral_body,
         'fov': (xs - cx) ** 2 + (ys - cy) ** 2 <= fov_r ** 2,
