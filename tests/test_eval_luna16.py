@@ -227,6 +227,7 @@ def test_annotation_of_an_unlisted_scan_is_reported(tool, case):
     assert m['counts']['nodules'] == 3 and m['cpm'] == pytest.approx(19 / 21)
 
 
+@pytest.mark.slow
 def test_help_and_light_imports():
     code = ('import runpy, sys\n'
             f'sys.argv = [{str(TOOL)!r}, "--help"]\n'

@@ -192,7 +192,7 @@ def _froc_metrics(result: FrocResult, inputs: Luna16Inputs, bootstrap_samples: i
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
-    return 'n/a' if value is None else f'{value:.{digits}f}'
+    return 'n/a' if value is None else f'{round(value, digits) + 0.0:.{digits}f}'  # no '-0.00'
 
 
 def metrics_markdown(metrics: dict[str, Any]) -> str:
