@@ -45,7 +45,8 @@ import numpy as np
 
 from .luna16_inputs import Candidate, Finding
 
-__all__ = ['FROC_POINTS', 'MAX_CANDIDATES_PER_SCAN', 'BootstrapResult', 'FrocEntries', 'FrocResult', 'NoduleHit',
+__all__ = ['FROC_POINTS', 'MAX_CANDIDATES_PER_SCAN', 'BootstrapResult', 'FrocEntries',
+           'FrocResult', 'NoduleHit',
            'ScanMatch', 'bootstrap_froc', 'cap_candidates', 'compute_froc', 'evaluate_froc',
            'froc_entries', 'match_scan', 'point_key', 'roc_curve', 'sensitivities_at']
 

@@ -37,6 +37,11 @@ PROTOCOLS = {
                     'LUNA16 figures; not comparable with them)',
     'scan-list': 'the scans of a given list',
 }
+_PROTOCOL_TITLES = {
+    'cross-validation': 'cross-validation, folds pooled',
+    'random-split': 'one random split (not the published 10-fold protocol)',
+    'scan-list': 'scan list',
+}
 
 
 @dataclass
@@ -144,7 +149,7 @@ def evaluate_luna16(inputs: Luna16Inputs, out_dir: str | os.PathLike,
     for message in warnings:
         logger.warning(message)
 
-    title = f'LUNA16 FROC - {inputs.protocol}'
+    title = f'LUNA16 FROC - {_PROTOCOL_TITLES[inputs.protocol]}'
     _atomic_write(out_dir / 'froc.png', froc_png(result, title))
     if pairs is not None:
         _atomic_write(out_dir / 'bland_altman.png', bland_altman_png(

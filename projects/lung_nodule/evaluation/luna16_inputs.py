@@ -144,17 +144,19 @@ def read_findings(path: str | os.PathLike, excluded: bool = False
             if bad_uid:
                 problems.append(RowProblem(str(path), line, f'{bad_uid}; left out'))
                 continue
-            coords = tuple(_float(row[col[c]]) for c in FINDING_COLUMNS[1:])
+            cells = [row[col[c]] for c in FINDING_COLUMNS[1:]]
+            coords = tuple(_float(cell) for cell in cells)
             if not all(math.isfinite(v) for v in coords):
-                problems.append(RowProblem(str(path), line, f'coordinates are not finite numbers: '
-                                                            f'{[row[col[c]] for c in FINDING_COLUMNS[1:]]!r}; left out'))
+                problems.append(RowProblem(str(path), line, f'coordinates are not finite '
+                                                            f'numbers: {cells!r}; left out'))
                 continue
             cell = row[diameter_col].strip() if diameter_col is not None else ''
             annotated = _float(cell) if cell else math.nan
             diameter = annotated
             if cell and not math.isfinite(annotated):
-                problems.append(RowProblem(str(path), line, f'diameter_mm {cell!r} is not a number; '
-                                                            f'scored as {DEFAULT_DIAMETER_MM:g} mm'))
+                problems.append(RowProblem(str(path), line, f'diameter_mm {cell!r} is not a '
+                                                            f'number; scored as '
+                                                            f'{DEFAULT_DIAMETER_MM:g} mm'))
             if not math.isfinite(diameter) or diameter < 0:
                 diameter = DEFAULT_DIAMETER_MM
             elif diameter == 0:
@@ -229,8 +231,9 @@ def read_candidates(paths: Iterable[str | os.PathLike]
                 warnings.append(f'{path}: no candidate rows (header only or every row left out)')
     for uid, files in sorted(files_of_scan.items()):
         if len(files) > 1:
-            warnings.append(f'scan {uid} has candidates in {len(files)} files ({", ".join(files)}); '
-                            f'pooled (cross-validation folds should not share a scan)')
+            warnings.append(f'scan {uid} has candidates in {len(files)} files '
+                            f'({", ".join(files)}); pooled (cross-validation folds should not '
+                            f'share a scan)')
     return candidates, warnings
 
 

@@ -48,7 +48,8 @@ def froc_png(result: FrocResult, title: str) -> bytes:
     ax.plot(FROC_POINTS, sens, 'o', color='tab:red', ms=6, zorder=3, label='1/8 .. 8 FP/scan')
     for x, y in zip(FROC_POINTS, sens):
         ax.annotate(f'{y:.3f}', (x, y), textcoords='offset points', xytext=(0, 8), ha='center',
-                    fontsize=8, color='tab:red')
+                    fontsize=8, color='tab:red', zorder=4,
+                    bbox=dict(boxstyle='round,pad=0.1', fc='white', ec='none', alpha=0.8))
     ax.set_xscale('log', base=2)
     ax.set_xticks(FROC_POINTS)
     ax.set_xticklabels(['1/8', '1/4', '1/2', '1', '2', '4', '8'])
