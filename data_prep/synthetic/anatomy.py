@@ -228,14 +228,19 @@ def carve_airways(canvas: Canvas, layout: dict, cavity: np.ndarray,
             canvas.volume[box][inside] = hu
 
 
+def _cross(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
+    """3-vector cross product (``np.cross`` costs more than the arithmetic here)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 def rotate_towards(direction: np.ndarray, rng: np.random.Generator, angle_deg: float) -> np.ndarray:
     """``direction`` turned by ``angle_deg`` about a random perpendicular axis."""
-    axis = np.cross(direction, random_unit(rng))
-    axis /= np.linalg.norm(axis) or 1.0
+    axis = _cross(direction, random_unit(rng))
+    axis /= math.sqrt(float(axis @ axis)) or 1.0
     angle = math.radians(angle_deg)
-    new = (direction * math.cos(angle) + np.cross(axis, direction) * math.sin(angle)
-           + axis * (axis @ direction) * (1 - math.cos(angle)))
-    return new / np.linalg.norm(new)
+    new = (direction * math.cos(angle) + _cross(axis, direction) * math.sin(angle)
+           + axis * float(axis @ direction) * (1 - math.cos(angle)))
+    return new / math.sqrt(float(new @ new))
 
 
 def vessel_tree(rng: np.random.Generator, root: np.ndarray, direction: np.ndarray,

@@ -16,8 +16,9 @@ airways, vessel trees and through-plane vessels), a hard scan holds:
   ``annotations_excluded.csv`` (as LUNA16 lists findings that are not scored) and not in
   the label volume;
 * scanner effects that vary by scan: slice thickness 0.6-2.5 mm with partial-volume
-  averaging in z, a reconstruction kernel (soft / standard / lung: in-plane blur and
-  noise of its own level and grain), and the padding outside the field of view
+  averaging in z, a reconstruction kernel (soft / standard / lung: in-plane blur, and
+  noise of its own level shaped by the same blur, so a sharp kernel has fine-grained
+  noise and a soft one blotchy noise), and the padding outside the field of view
   (-2000 or -3024 HU, sometimes -1024).
 
 What ``annotations.csv`` says of a lesion is what a reader would: the centroid of the
@@ -60,12 +61,12 @@ SHAPES = {
 LOCATIONS = {'parenchyma': 0.35, 'pleural': 0.25, 'mediastinal': 0.1, 'cardiac': 0.08,
              'vascular': 0.22}
 INDENTING = ('pleural', 'mediastinal', 'cardiac')
-# Reconstruction kernels: in-plane blur (FWHM-ish sigma, mm), noise (HU) and its grain
-# (sigma in pixels of the filter that correlates white noise).
+# Reconstruction kernels: ranges of the in-plane blur (Gaussian sigma, mm) and of the
+# noise (HU, its standard deviation in a uniform region, after the blur).
 KERNELS = {
-    'soft': {'blur_mm': (0.7, 1.0), 'noise_hu': (8.0, 16.0), 'grain_px': 1.3},
-    'standard': {'blur_mm': (0.45, 0.7), 'noise_hu': (14.0, 28.0), 'grain_px': 1.0},
-    'lung': {'blur_mm': (0.25, 0.45), 'noise_hu': (30.0, 55.0), 'grain_px': 0.7},
+    'soft': {'blur_mm': (0.7, 1.0), 'noise_hu': (8.0, 16.0)},
+    'standard': {'blur_mm': (0.45, 0.7), 'noise_hu': (14.0, 28.0)},
+    'lung': {'blur_mm': (0.25, 0.45), 'noise_hu': (30.0, 55.0)},
 }
 PADDINGS = {-2000: 0.45, -3024: 0.4, -1024: 0.15}
 # Fixed design of the first scans: direction, nodules (kind, shape, location), masses.
@@ -274,16 +275,12 @@ def _z_partial_volume(volume: np.ndarray, thickness: float, spacing_z: float) ->
                               mode='nearest')
 
 
-def _kernel_noise(rng: np.random.Generator, shape: tuple[int, int, int], sigma_hu: float,
-                  grain_px: float) -> np.ndarray:
-    """Correlated noise: white noise low-passed in-plane, scaled to ``sigma_hu``."""
-    noise = rng.standard_normal(size=shape, dtype=np.float32)
-    ndimage.gaussian_filter(noise, sigma=(0, grain_px, grain_px), output=noise, truncate=3.0)
-    x = np.arange(-int(3 * grain_px + 0.5), int(3 * grain_px + 0.5) + 1)
-    k = np.exp(-0.5 * (x / grain_px) ** 2)
-    k /= k.sum()
-    noise *= sigma_hu / float((k ** 2).sum())  # std of the filtered unit noise is sum(k^2)
-    return noise
+def _gaussian_gain(sigma_px: float, truncate: float = 3.0) -> float:
+    """Root of the sum of squares of scipy's 1D Gaussian kernel: the std that unit white
+    noise keeps after the filter along one axis."""
+    radius = int(truncate * sigma_px + 0.5)
+    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_px) ** 2)
+    return float(np.sqrt(((k / k.sum()) ** 2).sum()))
 
 
 def _geometry(rng: np.random.Generator, shape_zyx: Sequence[int], dir_name: str,
@@ -334,7 +331,7 @@ def make_hard_scan(out_subset: Path, index: int, seed: int, shape_zyx: Sequence[
     kernel_name = str(rng.choice(list(KERNELS), p=[0.3, 0.4, 0.3]))
     spec = KERNELS[kernel_name]
     kernel = {'name': kernel_name, 'blur_mm': float(rng.uniform(*spec['blur_mm'])),
-              'noise_hu': float(rng.uniform(*spec['noise_hu'])), 'grain_px': spec['grain_px']}
+              'noise_hu': float(rng.uniform(*spec['noise_hu']))}
     padding = int(_pick(rng, PADDINGS))
 
     nz, ny, nx = (int(v) for v in shape_zyx)
@@ -385,15 +382,20 @@ def make_hard_scan(out_subset: Path, index: int, seed: int, shape_zyx: Sequence[
     del anatomy
     for lesion in [*excluded, *lesions]:
         _paint_lesion(canvas, lesion, offsets)
+    # The kernel: white noise, then the in-plane blur that shapes both the image and the
+    # noise (scaled so that the noise's std after the blur is the kernel's noise_hu);
+    # slab by slab (the blur is in-plane), then the padding outside the field of view.
     volume = canvas.volume
-    blur = kernel['blur_mm']
-    ndimage.gaussian_filter(volume, sigma=(0, blur / spacing[1], blur / spacing[0]), output=volume,
-                            truncate=3.0)
+    sigma = (kernel['blur_mm'] / spacing[1], kernel['blur_mm'] / spacing[0])
+    gain = _gaussian_gain(sigma[0]) * _gaussian_gain(sigma[1])
     fov = _fov_mask(layout, ny, nx, spacing)
     out = np.empty(volume.shape, dtype=np.int16)
     for z0 in range(0, nz, 16):
         slab = volume[z0:z0 + 16]
-        slab += _kernel_noise(rng, slab.shape, kernel['noise_hu'], kernel['grain_px'])
+        noise = rng.standard_normal(size=slab.shape, dtype=np.float32)
+        noise *= kernel['noise_hu'] / gain
+        slab += noise
+        ndimage.gaussian_filter(slab, sigma=(0, *sigma), output=slab, truncate=3.0)
         slab[:, ~fov] = padding
         np.clip(np.round(slab), -3024, 3071, out=slab)
         out[z0:z0 + 16] = slab
