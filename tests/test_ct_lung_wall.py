@@ -111,3 +111,14 @@ def test_left_and_right_lungs_are_split_on_joined_lungs(phantom):
     between = hull.astype(bool) & phantom.mediastinum[mid]  # one hull of both lungs takes it
     assert between.sum() > 1000
     assert (lungs.slice(mid) & between).sum() / between.sum() <= 0.4
+
+
+def test_small_lungs_are_split_too(phantom):
+    """Lungs too small for the airway-removing erosion depth (the same phantom read as
+    if its voxels were 0.25 mm: lungs 17 mm wide) are split at a shallower depth."""
+    lungs = LungMask(phantom.volume, (0.25, 0.25, 0.5))
+    mid = phantom.volume.shape[0] // 2
+    sides = lungs.sides(mid)
+    air = phantom.volume[mid] < -320
+    for value, lung in zip((1, 2), phantom.lung_sides):
+        assert (sides[lung[mid] & air] == value).mean() >= 0.95

@@ -330,14 +330,16 @@ class LungMask:
         cell = p.split_mm
         first = int(math.ceil(p.min_split_erosion_mm / cell))
         last = max(first, int(math.floor(p.max_split_erosion_mm / cell)))
-        work = ndimage.binary_erosion(grid, _CROSS_3D, iterations=first) if first else grid
         seeds, depth = None, first
-        for depth in range(first, last + 1):
+        # From the airway-removing depth on (one erosion more at a time); lungs too small
+        # for it (small fields of view) are tried at shallower depths after that.
+        work = ndimage.binary_erosion(grid, _CROSS_3D, iterations=first) if first else grid
+        for depth in list(range(first, last + 1)) + list(range(first - 1, -1, -1)):
             if depth > first:
                 work = ndimage.binary_erosion(work, _CROSS_3D)
+            elif depth < first:
+                work = ndimage.binary_erosion(grid, _CROSS_3D, iterations=depth) if depth else grid
             labels, count = ndimage.label(work)
-            if count == 0:
-                break
             sizes = np.bincount(labels.ravel())[1:]
             order = np.argsort(sizes)[::-1]
             if count >= 2 and sizes[order[0]] <= p.split_size_ratio * sizes[order[1]]:
