@@ -91,7 +91,8 @@ class LungMaskParams:
         split_mm: Cell size of the 3D grid on which the left and right lungs are split.
         min_split_erosion_mm: The split erodes at least this deep (thicker than the
             radius of the trachea and main bronchi, so that they join neither lung).
-        max_split_erosion_mm: The split gives up (one lung, no left/right) beyond this.
+        max_split_erosion_mm: The deepest erosion tried (then shallower ones than
+            ``min_split_erosion_mm``); without a split all lung is one side.
         split_size_ratio: The two parts of the split must be within this size ratio.
         max_pocket_mm2: Largest concavity of a lung's convex hull taken in (mm^2 on the
             slice; 4000 mm^2 is the cross-section of a 7 cm mass). 0 turns the hull off.
@@ -102,9 +103,10 @@ class LungMaskParams:
             bronchi (up to about 14 mm wide) and other thin appendages joined to a lung
             do not stretch it across the mediastinum (their pixels stay in the mask).
         outline_radius_mm: Radius of curvature assumed for the lung's outline behind a
-            lesion: a taken pocket of mouth width ``c`` is extended outwards by
-            ``c^2 / (8 * outline_radius_mm)`` (the part of the outline that the hull's
-            chord cuts off when the lesion replaces the outermost lung on the slice).
+            lesion: a taken pocket of length ``c`` that does not face the mediastinum is
+            extended outwards by ``c^2 / (8 * outline_radius_mm)`` (the part of the
+            outline that the hull's chord cuts off when the lesion replaces the outermost
+            lung on the slice).
         max_pocket_extension_mm: Upper bound of that extension.
     """
 
@@ -437,7 +439,7 @@ class LungMask:
 
         Args:
             lung: The lung's pixels after closing and hole filling (bool, the slice's crop).
-            core: ``lung`` opened by ``airway_opening_mm``: its hull is the one used.
+            core: The pixels whose hull is used (:func:`_hull_input`).
             other: The other lung's core: a pocket that reaches it spans the mediastinum
                 and is never taken.
             sampling: Pixel size (rows, cols) in mm.
