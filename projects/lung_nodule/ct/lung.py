@@ -294,10 +294,19 @@ class LungMask:
     def _coarse_lungs(self) -> np.ndarray:
         s = self.step
         air = self.volume[:, ::s, ::s] < self.params.threshold_hu
-        labels, count = ndimage.label(air)
+        coarse = np.zeros(air.shape, dtype=bool)
+        tissue = ~air.all(axis=0)
+        if not tissue.any():
+            return coarse
+        # Label only inside the in-plane bounding box of the tissue (the body, the
+        # table): the lungs lie inside it, and air outside the body still reaches the
+        # box's faces, so what is outside stays outside; the air around the body and the
+        # padding of a circular field of view, often half of the slice, are not labelled.
+        box = (slice(None),) + _bbox(tissue, (0, 0))
+        labels, count = ndimage.label(air[box])
         del air
         if count == 0:
-            return np.zeros(labels.shape, dtype=bool)
+            return coarse
         # Component sizes, 16 slices at a time: np.bincount casts its input to int64,
         # which for the whole label volume would be the largest array of the scan.
         sizes = np.zeros(count + 1, dtype=np.int64)
@@ -310,7 +319,8 @@ class LungMask:
                 if sizes[lab] > 0 and sizes[lab] >= self.params.min_component_fraction * sizes[order[0]]]
         lut = np.zeros(count + 1, dtype=bool)
         lut[keep] = True
-        return lut[labels]
+        coarse[box] = lut[labels]
+        return coarse
 
     def _split_sides(self) -> tuple[np.ndarray, tuple[int, int, int]]:
         """Left/right labels (0 none, 1 low x, 2 high x) on the split grid, and its factors.
