@@ -35,8 +35,9 @@ Scale: spacing is always LUNA16's, and the anatomy is laid out relative to the f
 view, so a small shape is a small "patient" at real resolution (the default 64x128x128
 gives lungs of about 30 x 40 mm in-plane). Nodules keep their real sizes in mm, but a
 diameter larger than 0.9x the smallest lung semi-axis is drawn again: small test scans
-hold the small and medium nodules, which is most of LUNA16 (3-10 mm). Masses need lungs
-of about 27 mm semi-axis in-plane (``--shape 48 192 192`` and up). The 50x50 patch export
+hold the small and medium nodules, which is most of LUNA16 (3-10 mm). Masses need a
+field of view of about 150 mm or more (most 256 x 256 scans, no 128 x 128 one); a scan
+too small for its mass goes without. The 50x50 patch export
 needs lungs wider than 50 px: use ``--shape 40 256 256`` or more for it. ``--shape 300 512
 512`` gives full-size scans with the full 3-30 mm range.
 
@@ -176,7 +177,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description='Write a synthetic LUNA16-shaped data set: subset0/<seriesuid>.mhd/.raw '
                     '(int16 HU), annotations.csv and annotations_excluded.csv (world mm), '
                     'labels/<seriesuid>.nii.gz (value = row of annotations.csv) and '
-                    'ground_truth.json. The hard preset takes about 1-4 s per 96x256x256 scan '
+                    'ground_truth.json. The hard preset takes about 0.5-2 s per 96x256x256 scan '
                     'on one core (see benchmarks/RESULTS.md).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', type=Path, required=True, help='output folder')

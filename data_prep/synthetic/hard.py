@@ -25,9 +25,9 @@ What ``annotations.csv`` says of a lesion is what a reader would: the centroid o
 drawn lesion and its long axis on its largest axial cross-section.
 
 The first four scans follow a fixed design so that even a 4-scan set shows every kind,
-shape and location, and masses where the lungs are big enough for them (lungs of at
-least about 27 mm semi-axis in-plane: ``--shape 48 192 192`` and up); later scans are
-random.
+shape and location, and masses where the lungs are big enough for them (lung semi-axes
+of at least about 21 mm in-plane, i.e. a field of view of about 150 mm or more: most
+256 x 256 scans at LUNA16's spacing, no 128 x 128 one); later scans are random.
 """
 from __future__ import annotations
 
