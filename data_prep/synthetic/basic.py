@@ -302,8 +302,9 @@ def make_basic_scan(out_subset: Path, index: int, seed: int, shape_zyx: Sequence
             bool(juxta), lung_index, shape='sphere',
             location='pleural' if juxta else 'parenchyma', equivalent_diameter_mm=float(diameter),
             volume_mm3=float(math.pi / 6 * diameter ** 3),
-            params={'centre_mm': [float(v) for v in point], 'radius_mm': float(diameter / 2),
-                    'hu': hu}))
+            params={'hu': {'body': hu}, 'body': [{'type': 'ellipsoid',
+                                                   'centre_mm': [float(v) for v in point],
+                                                   'semi_axes_mm': [float(diameter / 2)] * 3}]}))
     # Noise inside the field of view (the padding stays exact, as scanners write it).
     xs = (np.arange(nx) * spacing[0])[None, :]
     ys = (np.arange(ny) * spacing[1])[:, None]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -201,13 +202,19 @@ def _touching_vessel(rng: np.random.Generator, centre: np.ndarray, radius: float
     return Capsule(axis_point - d * half, axis_point + d * half, rv, 0.8 * rv)
 
 
+@dataclass
 class _Lesion:
     """A placed, measured lesion waiting to be drawn."""
 
-    def __init__(self, kind: str, shape_name: str, location: str, lung: int, shape: LesionShape,
-                 hu: dict, measured: Measured, nominal_mm: float, vessel: Capsule | None) -> None:
-        self.kind, self.shape_name, self.location, self.lung = kind, shape_name, location, lung
-        self.shape, self.hu, self.measured, self.nominal_mm, self.vessel = shape, hu, measured, nominal_mm, vessel
+    kind: str
+    shape_name: str
+    location: str
+    lung: int
+    shape: LesionShape
+    hu: dict
+    measured: Measured
+    nominal_mm: float
+    vessel: Capsule | None  # the vessel touching a juxta-vascular nodule
 
     def record(self, geometry: ScanGeometry) -> SyntheticNodule:
         m = self.measured

@@ -268,8 +268,8 @@ def measure_lesion(canvas: Canvas, shape: LesionShape, offsets: np.ndarray,
         return None
     local = np.nonzero(label)
     flat = np.ravel_multi_index(tuple(ix + sl.start for ix, sl in zip(local, box)), canvas.shape)
-    weights = body[label].astype(np.float64)
-    centroid_zyx = np.array([(ix + sl.start) @ weights / weights.sum() for ix, sl in zip(local, box)])
+    # Centre of the label's voxel centres (what a measurement of the label finds).
+    centroid_zyx = np.array([(ix + sl.start).mean() for ix, sl in zip(local, box)])
     volume = float(body.sum(dtype=np.float64) * np.prod(canvas.spacing))
     # Largest axial cross-section (ties: the slice nearest the centroid).
     areas = label.sum(axis=(1, 2))
