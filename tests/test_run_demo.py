@@ -1,25 +1,115 @@
-"""The demo's derived config is the staged config, offline, shortened, on native-size slices."""
+"""The main job (tools/run_demo.py): its configs, the backbone hand-over, and a toy run."""
+import argparse
+import json
+import re
+import subprocess
 import sys
+from pathlib import Path
 
-from mmengine.config import Config
+import pytest
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
+
+from mmdet.registry import MODELS as DET_MODELS
+from mmdet.utils import register_all_modules as register_mmdet
 
 
-def test_demo_config_is_offline_staged_and_native_size(repo_root, tmp_path, monkeypatch):
+def _run_demo_module(repo_root, monkeypatch):
     monkeypatch.syspath_prepend(str(repo_root / 'tools'))
     sys.modules.pop('run_demo', None)
     import run_demo
+    return run_demo
 
-    out = run_demo.write_demo_config(tmp_path / 'coco', 128, (1, 2, 3), tmp_path / 'demo.py')
-    cfg = Config.fromfile(str(out))
-    assert cfg.load_from is None and cfg.model.backbone.init_cfg is None
-    assert cfg.train_cfg.max_epochs == 6
+
+def test_detector_options_point_the_demo_config_at_the_run(repo_root, tmp_path, monkeypatch):
+    run_demo = _run_demo_module(repo_root, monkeypatch)
+    cfg = Config.fromfile(str(repo_root / run_demo.DET_CONFIG))
+    assert cfg.model.backbone.depth == 18 and cfg.model.neck.in_channels == [64, 128, 256, 512]
+    assert cfg.load_from is None
+    assert cfg.model.backbone.init_cfg.type == 'Pretrained'
+    assert cfg.model.backbone.init_cfg.prefix == 'backbone.'
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    opts = run_demo.detector_cfg_options(tmp_path / 'coco', tmp_path / 'cls.pth', iters=200,
+                                         image_size=320, seed=7)
+    cfg.merge_from_dict(parser.parse_args(['--cfg-options', *opts]).cfg_options)
+    assert cfg.model.backbone.init_cfg.checkpoint == str(tmp_path / 'cls.pth')
+    assert cfg.train_cfg.max_iters == 200 and cfg.randomness.seed == 7
     hook = next(h for h in cfg.custom_hooks if h.type == 'StagedUnfreezeHook')
-    assert [s.begin for s in hook.stages] == [0, 1, 3]
     assert [s.name for s in hook.stages] == ['heads', '3+', 'all']
+    assert [s.begin for s in hook.stages] == [0, 50, 150] and not hook.by_epoch
+    assert cfg.param_scheduler[1].milestones == [170]
+    assert cfg.default_hooks.checkpoint.interval == 200
     for split in ('train', 'val', 'test'):
         dataset = cfg[f'{split}_dataloader'].dataset
         assert dataset.data_root == f'{tmp_path / "coco"}/'
-        assert [t.scale for t in dataset.pipeline if t.type == 'Resize'] == [(128, 128)]
-    assert cfg.test_evaluator[0].type == 'CocoMetric'
-    assert cfg.test_evaluator[0].ann_file == f'{tmp_path / "coco"}/annotations/instances_test.json'
-    assert cfg.val_evaluator[0].ann_file == f'{tmp_path / "coco"}/annotations/instances_val.json'
+        assert [t.scale for t in dataset.pipeline if t.type == 'Resize'] == [(320, 320)]
+    for split in ('val', 'test'):
+        evaluator = cfg[f'{split}_evaluator'][0]
+        assert evaluator.type == 'CocoMetric'
+        assert evaluator.ann_file == f'{tmp_path / "coco"}/annotations/instances_{split}.json'
+
+
+def test_patch_classifier_backbone_loads_into_the_demo_detector(repo_root, tmp_path):
+    """Every tensor of the detector's ResNet-18 comes from the classifier, none left over."""
+    from mmpretrain.models import ImageClassifier  # noqa: F401  (registers mmpretrain)
+    from mmpretrain.registry import MODELS as CLS_MODELS
+
+    cls_cfg = Config.fromfile(str(repo_root / 'configs/patch_cls/resnet18_1xb64_lung-patch_demo.py'))
+    classifier = CLS_MODELS.build(cls_cfg.model)
+    torch.save({'state_dict': classifier.state_dict()}, tmp_path / 'cls.pth')
+
+    register_mmdet()
+    det_cfg = Config.fromfile(str(repo_root / 'configs/lung/demo/mask_rcnn_r18_fpn_staged_demo.py'))
+    backbone_cfg = det_cfg.model.backbone.copy()
+    backbone_cfg.init_cfg = None
+    backbone = DET_MODELS.build(backbone_cfg)
+    loaded = _load_checkpoint_with_prefix('backbone.', str(tmp_path / 'cls.pth'), 'cpu')
+    result = backbone.load_state_dict(loaded, strict=False)
+    assert not result.missing_keys and not result.unexpected_keys
+    for name, tensor in backbone.state_dict().items():
+        assert torch.equal(tensor, classifier.state_dict()[f'backbone.{name}']), name
+
+
+@pytest.mark.slow
+def test_toy_demo_writes_every_artefact_of_the_report(repo_root, tmp_path):
+    out = tmp_path / 'demo'
+    cmd = [sys.executable, 'tools/run_demo.py', '--toy', '--out', str(out)]
+    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    report = (out / 'REPORT.md').read_text()
+    assert 'synthetic data' in report
+    steps = json.loads((out / 'steps.json').read_text())
+    assert steps['det_train']['status'] == 'ran' and steps['det_train']['seconds'] > 0
+    for key in ('synthetic', 'coco', 'patches', 'patch_train', 'patch_test', 'det_test'):
+        assert steps[key]['status'] == 'ran', key
+        assert steps[key]['cpu_seconds'] is not None
+    # every figure the report links exists, and the figures it must have are linked
+    links = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', report)
+    for link in links:
+        assert (out / link).is_file(), link
+    linked = {Path(link).name for link in links}
+    assert 'loss_curve.png' in linked
+    assert any(name.startswith('overlay_') for name in linked)
+    tools_present = (repo_root / 'tools/infer_scan.py').exists()
+    if tools_present:
+        assert {'froc.png', 'bland_altman.png'} <= linked
+        assert steps['eval']['status'] == 'ran'
+        assert 'CPM' in report
+    else:
+        assert steps['infer']['status'] == 'missing tool'
+        assert '## Not run' in report
+    metrics = json.loads((out / 'mask_rcnn_test/test_metrics.json').read_text())
+    assert 'coco/segm_mAP_50' in metrics
+    patch = json.loads((out / 'patch_cls_test/test_metrics.json').read_text())
+    assert 0 <= patch['accuracy/top1'] <= 100
+    assert f"{patch['accuracy/top1']:.1f}%" in report
+
+    # resumable: a second run skips every finished step and writes the report again
+    again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count('outputs exist, skipped') == sum(
+        1 for s in steps.values() if s['status'] == 'ran')

@@ -1,134 +1,344 @@
-"""End-to-end demo on synthetic LUNA16-like data the project makes itself.
+"""The main job: the paper's whole method on data the project makes itself, in minutes on a CPU.
 
-Runs the real command-line tools one after the other, as a user would:
+Each step is the real tool a user would run (a subprocess; its command is in the report):
 
-1. ``data_prep/make_synthetic_luna16.py``  LUNA16-shaped scans + annotations.csv
-2. ``data_prep/luna16_to_coco.py``         3 slices per nodule -> COCO, split by scan
-3. ``tools/train.py``                      the staged Mask R-CNN R101-FPN config through
-                                           its three stages (heads -> 3+ -> all),
-                                           shortened to fit a CPU, no weights loaded
-4. ``tools/test.py --eval segm``           COCO segm AP / AP50 on the test split
+1. ``data_prep/make_synthetic_luna16.py``  LUNA16-shaped scans, annotations, label volumes
+   (skipped with ``--data-root``: a real LUNA16 download)
+2. ``data_prep/luna16_to_coco.py``          3 slices per nodule -> COCO, split by scan
+3. ``data_prep/luna16_to_patches.py``       50x50 nodule / normal patches, the same split
+4. ``tools/train.py`` + ``tools/test.py``   ResNet-18 patch classifier (mmpretrain),
+                                            ``configs/patch_cls/resnet18_1xb64_lung-patch_demo.py``
+5. ``tools/train.py``                       Mask R-CNN R18-FPN whose backbone is that
+                                            classifier's, fine-tuned heads -> 3+ -> all,
+                                            ``configs/lung/demo/mask_rcnn_r18_fpn_staged_demo.py``
+6. ``tools/test.py --eval segm``            COCO segm AP / AP50, Matterport mAP@0.5, Dice
+7. ``tools/infer_scan.py``                  whole-scan inference on every test scan
+8. ``tools/eval_luna16.py``                 FROC / CPM with intervals, diameter agreement
+9. ``OUT/REPORT.md``                        commands, seconds (wall and CPU) per step,
+                                            figures: loss curve, overlays, FROC, Bland-Altman
 
-No network is needed: ``load_from=None`` and the backbone's ``init_cfg=None`` (the
-real configs keep the COCO / ImageNet URLs for users who have one). The model starts
-from random weights and trains for minutes, so its AP is that of a smoke run, not the
-paper's; the point is that every stage of the pipeline runs on data with real LUNA16
-geometry. Outputs go to ``--out`` (data, config, checkpoints, ``test_metrics.json``).
+No network is needed (no weights are downloaded: the backbone comes from step 4).
+Runs are resumable: a step whose outputs exist is skipped (``--restart`` redoes all).
+A step whose tool is not in this checkout is skipped with a message, and the report
+says so. Time on 2 CPU cores with the defaults: about 15 minutes (data ~2, patch
+classifier ~3, Mask R-CNN ~7, test + inference + evaluation ~3).
 
 Example::
 
     python tools/run_demo.py --out work_dirs/demo
+    python tools/run_demo.py --out work_dirs/luna16 --data-root data/LUNA16 --image-size 512
 """
+from __future__ import annotations
+
 import argparse
+import datetime
 import json
+import os
+import platform
+import resource
+import shlex
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Sequence
+from typing import Sequence
 
-from _bootstrap import REPO_ROOT
-from mmengine.config import Config
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
-STAGED_CONFIG = REPO_ROOT / 'configs/lung/mask_rcnn_r101_fpn_staged.py'
+from projects.lung_nodule.demo.report import DemoRun, StepRecord, write_report  # noqa: E402
+
+PATCH_CONFIG = 'configs/patch_cls/resnet18_1xb64_lung-patch_demo.py'
+DET_CONFIG = 'configs/lung/demo/mask_rcnn_r18_fpn_staged_demo.py'
+#: Fractions of the staged schedule (heads | 3+ | all), the real config's 1:2:1.
+STAGE_FRACTIONS = (('heads', 0.0), ('3+', 0.25), ('all', 0.75))
+#: The learning rate drops x0.1 for the last 15% of the steps (as the demo config).
+LR_STEP_FRACTION = 0.85
+
+#: What --toy sets: every step runs, in about a minute of 2 CPU cores.
+TOY = dict(num_scans=6, shape=(16, 256, 256), split=(0.5, 0.2, 0.3), patch_counts=(256, 64, 64),
+           patch_epochs=1, iters=6, workers=1)
 
 
-def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments; each help says what the option costs on 2 CPU cores."""
     parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0],
+        description='The paper\'s whole method (patch classifier -> its backbone in Mask '
+                    'R-CNN -> staged fine-tune -> test, whole-scan inference, FROC) on '
+                    'synthetic LUNA16, ending in OUT/REPORT.md. About 15 min on 2 CPU cores.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument('--out', default='work_dirs/demo', help='output folder')
-    parser.add_argument('--num-scans', type=int, default=10, help='synthetic scans')
-    parser.add_argument('--shape', type=int, nargs=3, default=(64, 128, 128),
-                        metavar=('Z', 'Y', 'X'), help='voxels per synthetic scan')
-    parser.add_argument('--epochs', type=int, nargs=3, default=(1, 1, 1),
-                        metavar=('HEADS', 'THREE_PLUS', 'ALL'),
-                        help='epochs of each stage of the staged fine-tune')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the synthetic data')
-    parser.add_argument('--workers', type=int, default=2, help='data preparation processes')
-    return parser.parse_args(argv)
+    parser.add_argument('--out', type=Path, default=Path('work_dirs/demo'), help='output folder')
+    parser.add_argument('--data-root', type=Path, default=None,
+                        help='a real LUNA16 root (subset*/, annotations.csv, optional '
+                             'annotations_excluded.csv): skips the synthetic step; cost grows '
+                             'with its size (888 scans: hours for the data steps alone)')
+    parser.add_argument('--num-scans', type=int, default=40,
+                        help='synthetic scans, ~4 nodules each (~1.5 s each to make, ~1.5 s '
+                             'to convert; each test scan also costs ~4 s of inference)')
+    parser.add_argument('--shape', type=int, nargs=3, default=(48, 256, 256),
+                        metavar=('Z', 'Y', 'X'),
+                        help='voxels per synthetic scan (>= 256 in-plane for 50 px patches; '
+                             'time of every step grows with Y*X, inference with Z)')
+    parser.add_argument('--preset', default=None,
+                        help='make_synthetic_luna16.py --preset (default: its default, the '
+                             'harder scans; "basic": the first generator\'s)')
+    parser.add_argument('--split', type=float, nargs=3, default=(0.55, 0.1, 0.35),
+                        metavar=('TRAIN', 'VAL', 'TEST'),
+                        help='fractions of scans per split (same scan distribution in all)')
+    parser.add_argument('--image-size', type=int, default=None,
+                        help='slice size the detector trains and tests at (default: the '
+                             'synthetic in-plane size, 512 with --data-root; 512 costs ~4x 256)')
+    parser.add_argument('--patch-counts', type=int, nargs=3, default=(3000, 500, 1000),
+                        metavar=('TRAIN', 'VAL', 'TEST'),
+                        help='patches per split, 1:1 (training: ~25 ms of 2 cores per patch '
+                             'and epoch)')
+    parser.add_argument('--patch-epochs', type=int, default=2,
+                        help='patch classifier epochs (~75 s each with 3000 patches)')
+    parser.add_argument('--iters', type=int, default=600,
+                        help='Mask R-CNN steps of 2 slices (~0.7 s each at 256 px); the '
+                             'stages take 1/4, 1/2 and 1/4 of them')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the synthetic data and the split')
+    parser.add_argument('--train-seed', type=int, default=0,
+                        help='seed of both trainings (initialisation, sampling, augmentation)')
+    parser.add_argument('--workers', type=int, default=2,
+                        help='processes of the data steps and the inference loader')
+    parser.add_argument('--toy', action='store_true',
+                        help='every step at toy size (about a minute; for tests): ' + ', '.join(
+                            f'--{k.replace("_", "-")} {v}' for k, v in TOY.items()))
+    parser.add_argument('--restart', action='store_true',
+                        help='redo every step (default: skip steps whose outputs exist)')
+    args = parser.parse_args(argv)
+    if args.toy:
+        for key, value in TOY.items():
+            setattr(args, key, value)
+    if args.iters < 4 or args.patch_epochs < 1 or args.num_scans < 2:
+        parser.error('need --iters >= 4, --patch-epochs >= 1 and --num-scans >= 2')
+    if args.data_root is None and min(args.shape[1:]) < 256:
+        parser.error(f'--shape {args.shape}: the 50x50 patch export needs >= 256 px in-plane')
+    if args.image_size is None:
+        args.image_size = 512 if args.data_root is not None else max(args.shape[1:])
+    return args
 
 
-def run_step(title: str, cmd: List[str]) -> None:
-    """Run one tool, streaming its output; stop the demo if it fails."""
-    print(f'\n=== {title}\n$ {" ".join(cmd)}', flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO_ROOT)
-    if proc.returncode != 0:
-        sys.exit(f'demo step "{title}" failed with exit code {proc.returncode}')
-    print(f'=== {title}: done in {time.perf_counter() - start:.0f} s', flush=True)
+@dataclass
+class Step:
+    """One tool run of the demo and the files that show it has run."""
+
+    key: str
+    title: str
+    cmd: list[str]
+    outputs: list[Path]
+    tool: Path = field(default=None)  # the script; a missing one skips the step
+
+    def done(self) -> bool:
+        return all(p.exists() for p in self.outputs)
 
 
-def write_demo_config(coco_root: Path, image_size: int, epochs: Sequence[int],
-                      out_file: Path) -> Path:
-    """The staged config, offline, on the demo data, shortened to ``epochs``.
+def _py(tool: str, *args) -> list[str]:
+    return [sys.executable, tool, *(str(a) for a in args)]
 
-    Slices keep their native size (the real config's Resize targets 512x512 scans).
+
+class Runner:
+    """Runs the steps, skipping finished ones, and keeps their records in ``OUT/steps.json``."""
+
+    def __init__(self, out: Path, restart: bool) -> None:
+        self.out = out
+        self.record_file = out / 'steps.json'
+        self.records: dict[str, StepRecord] = {}
+        if self.record_file.exists() and not restart:
+            for key, value in json.loads(self.record_file.read_text()).items():
+                self.records[key] = StepRecord(**value)
+        self.restart = restart
+
+    def _save(self) -> None:
+        tmp = self.record_file.with_suffix('.json.tmp')
+        tmp.write_text(json.dumps({k: asdict(v) for k, v in self.records.items()}, indent=2))
+        tmp.replace(self.record_file)
+
+    def run(self, step: Step, number: str) -> bool:
+        """Run ``step`` unless it is done; False when its tool is missing (step skipped)."""
+        header = f'\n=== [{number}] {step.title}'
+        command = ' '.join(shlex.quote(c) for c in step.cmd)
+        if step.tool is not None and not (REPO_ROOT / step.tool).exists():
+            print(f'{header}: SKIPPED, {step.tool} is not in this checkout', flush=True)
+            self.records[step.key] = StepRecord(step.title, command, None, None, 'missing tool')
+            self._save()
+            return False
+        if not self.restart and step.done() and step.key in self.records \
+                and self.records[step.key].status == 'ran':
+            print(f'{header}: outputs exist, skipped (--restart redoes it)', flush=True)
+            return True
+        print(f'{header}\n$ {command}', flush=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        proc = subprocess.run(step.cmd, cwd=REPO_ROOT)
+        seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if proc.returncode != 0:
+            sys.exit(f'demo step "{step.title}" failed with exit code {proc.returncode}; '
+                     f'command: {command}')
+        missing = [str(p) for p in step.outputs if not p.exists()]
+        if missing:
+            sys.exit(f'demo step "{step.title}" finished but did not write {missing}')
+        self.records[step.key] = StepRecord(step.title, command, round(seconds, 1),
+                                            round(cpu, 1), 'ran')
+        self._save()
+        print(f'=== [{number}] {step.title}: {seconds:.0f} s wall, {cpu:.0f} s CPU', flush=True)
+        return True
+
+
+def patch_cfg_options(patch_root: Path, epochs: int, seed: int) -> list[str]:
+    """``--cfg-options`` of the patch classifier config for this run."""
+    opts = [f'{split}_dataloader.dataset.data_root={patch_root}/'
+            for split in ('train', 'val', 'test')]
+    return opts + [f'train_cfg.max_epochs={epochs}', f'param_scheduler.T_max={epochs}',
+                   f'randomness.seed={seed}']
+
+
+def detector_cfg_options(coco_root: Path, backbone: Path, iters: int, image_size: int,
+                         seed: int) -> list[str]:
+    """``--cfg-options`` of the demo Mask R-CNN config for this run (reusable: issue 14).
+
+    Points the data loaders and evaluators at ``coco_root``, the backbone at the patch
+    classifier's checkpoint, and scales the schedule (stages, lr step, checkpoint) to
+    ``iters`` steps.
     """
-    cfg = Config.fromfile(str(STAGED_CONFIG))
-    cfg.load_from = None
-    cfg.model.backbone.init_cfg = None
+    opts = [f'model.backbone.init_cfg.checkpoint={backbone}']
     for split in ('train', 'val', 'test'):
-        loader = cfg[f'{split}_dataloader']
-        loader.dataset.data_root = f'{coco_root}/'
-        for step in loader.dataset.pipeline:
-            if step.type == 'Resize':
-                step.scale = (image_size, image_size)
-    for split in ('val', 'test'):  # the CocoMetric entries of the evaluator lists
-        for metric in cfg[f'{split}_evaluator']:
-            if metric.type == 'CocoMetric':
-                metric.ann_file = f'{coco_root}/annotations/instances_{split}.json'
-    cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20)
-    ]
-    # random init learns nothing at the paper's 1e-4 in minutes
-    cfg.optim_wrapper.optimizer.lr = 0.02
-    cfg.train_cfg.max_epochs = sum(epochs)
-    cfg.train_cfg.val_interval = sum(epochs)
-    hook = next(h for h in cfg.custom_hooks if h.type == 'StagedUnfreezeHook')
-    begins = [0, epochs[0], epochs[0] + epochs[1]]
-    for stage, begin in zip(hook.stages, begins):
-        stage.begin = begin
-    cfg.dump(str(out_file))
-    return out_file
+        opts.append(f'{split}_dataloader.dataset.data_root={coco_root}/')
+        index = 2 if split == 'train' else 1  # Resize's place in each pipeline
+        opts.append(f'{split}_dataloader.dataset.pipeline.{index}.scale='
+                    f'({image_size},{image_size})')
+    for split in ('val', 'test'):
+        opts.append(f'{split}_evaluator.0.ann_file={coco_root}/annotations/instances_{split}.json')
+    opts += [f'train_cfg.max_iters={iters}', f'default_hooks.checkpoint.interval={iters}',
+             f'param_scheduler.1.end={iters}',
+             f'param_scheduler.1.milestones=[{int(iters * LR_STEP_FRACTION)}]',
+             f'randomness.seed={seed}']
+    opts += [f'custom_hooks.0.stages.{i}.begin={stage_begin(fraction, iters)}'
+             for i, (_, fraction) in enumerate(STAGE_FRACTIONS)]
+    return opts
 
 
-def main(argv: Sequence[str] = None) -> None:
+def stage_begin(fraction: float, iters: int) -> int:
+    """First step of a stage that starts at ``fraction`` of the run."""
+    return int(round(fraction * iters))
+
+
+def _test_scans(splits_csv: Path) -> int:
+    lines = splits_csv.read_text().splitlines()[1:] if splits_csv.exists() else []
+    return sum(1 for line in lines if line.rsplit(',', 1)[-1].strip() == 'test')
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    out = Path(args.out).resolve()
-    luna_root, coco_root = out / 'luna16', out / 'luna16_coco'
-    py = sys.executable
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    runner = Runner(out, args.restart)
+    synthetic = args.data_root is None
+    luna = out / 'luna16' if synthetic else args.data_root.resolve()
+    annotations = luna / 'annotations.csv'
+    excluded = luna / 'annotations_excluded.csv'
+    coco, patches = out / 'luna16_coco', out / 'luna16_patches'
+    patch_dir, det_dir = out / 'patch_cls', out / 'mask_rcnn'
+    det_test_dir, infer_dir, eval_dir = out / 'mask_rcnn_test', out / 'infer', out / 'eval'
+    splits_csv = coco / 'splits.csv'
+    patch_ckpt = patch_dir / f'epoch_{args.patch_epochs}.pth'
+    det_ckpt = det_dir / f'iter_{args.iters}.pth'
+    det_config_used = det_dir / Path(DET_CONFIG).name  # mmengine dumps the merged config here
+    predictions = det_test_dir / 'predictions.pkl'
+    split_args = ['--split', *args.split, '--split-seed', args.seed]
 
-    run_step('1/4 synthetic LUNA16', [
-        py, 'data_prep/make_synthetic_luna16.py', '--out', str(luna_root), '--num-scans',
-        str(args.num_scans), '--seed', str(args.seed), '--shape', *map(str, args.shape),
-        '--workers', str(args.workers)
-    ])
-    run_step('2/4 LUNA16 -> COCO slices', [
-        py, 'data_prep/luna16_to_coco.py', '--luna-root', str(luna_root), '--annotations',
-        str(luna_root / 'annotations.csv'), '--out', str(coco_root), '--workers',
-        str(args.workers)
-    ])
-    config = write_demo_config(coco_root, max(args.shape[1:]), args.epochs,
-                               out / 'mask_rcnn_r101_fpn_staged_demo.py')
-    train_dir = out / 'train'
-    run_step('3/4 staged Mask R-CNN training (heads -> 3+ -> all)',
-             [py, 'tools/train.py', str(config), '--work-dir', str(train_dir)])
-    checkpoint = train_dir / f'epoch_{sum(args.epochs)}.pth'
-    test_dir = out / 'test'
-    run_step('4/4 test, COCO segm metrics', [
-        py, 'tools/test.py', str(config), str(checkpoint), '--eval', 'segm', '--work-dir',
-        str(test_dir)
-    ])
-    metrics = json.loads((test_dir / 'test_metrics.json').read_text())
-    print('\nDemo finished. Test-split metrics (random init, minutes of CPU training):')
-    if not metrics:
-        print('  none: the model made no detection above the score threshold, as expected '
-              'after a few minutes of training from random weights; train longer '
-              '(--epochs) or start from COCO weights (load_from) for real figures')
-    for key, value in metrics.items():
-        print(f'  {key}: {value}')
-    print(f'Everything is under {out}')
+    steps: list[Step] = []
+    if synthetic:
+        preset = ['--preset', args.preset] if args.preset else []
+        steps.append(Step('synthetic', 'synthetic LUNA16 scans', _py(
+            'data_prep/make_synthetic_luna16.py', '--out', luna, '--num-scans', args.num_scans,
+            '--seed', args.seed, '--shape', *args.shape, '--workers', args.workers, *preset),
+            [annotations]))
+    steps += [
+        Step('coco', 'LUNA16 -> COCO slices (split by scan)', _py(
+            'data_prep/luna16_to_coco.py', '--luna-root', luna, '--annotations', annotations,
+            '--out', coco, *split_args, '--workers', args.workers),
+            [coco / 'annotations/instances_test.json', splits_csv]),
+        Step('patches', 'LUNA16 -> 50x50 patches (same split)', _py(
+            'data_prep/luna16_to_patches.py', '--luna-root', luna, '--annotations', annotations,
+            '--out', patches, '--splits', splits_csv, '--counts', *args.patch_counts,
+            # negatives from 32 lung slices per scan (not 8): enough normal blocks for
+            # the 1:1 balance from a few dozen 256 px scans
+            '--neg-slices', 32, '--workers', args.workers), [patches / 'manifest.csv']),
+        Step('patch_train', 'patch classifier: train ResNet-18 (mmpretrain)', _py(
+            'tools/train.py', PATCH_CONFIG, '--work-dir', patch_dir, '--cfg-options',
+            *patch_cfg_options(patches, args.patch_epochs, args.train_seed)), [patch_ckpt]),
+        Step('patch_test', 'patch classifier: test split accuracy / AUC', _py(
+            'tools/test.py', PATCH_CONFIG, patch_ckpt, '--work-dir', out / 'patch_cls_test',
+            '--cfg-options', *patch_cfg_options(patches, args.patch_epochs, args.train_seed)),
+            [out / 'patch_cls_test/test_metrics.json']),
+        Step('det_train', 'Mask R-CNN R18-FPN, patch backbone, staged heads -> 3+ -> all', _py(
+            'tools/train.py', DET_CONFIG, '--work-dir', det_dir, '--cfg-options',
+            *detector_cfg_options(coco, patch_ckpt, args.iters, args.image_size,
+                                  args.train_seed)), [det_ckpt, det_config_used]),
+        Step('det_test', 'Mask R-CNN: test split, COCO segm / Matterport / Dice', _py(
+            'tools/test.py', det_config_used, det_ckpt, '--eval', 'bbox', 'segm', '--work-dir',
+            det_test_dir, '--out', predictions),
+            [det_test_dir / 'test_metrics.json', predictions]),
+        Step('infer', 'whole-scan inference on every test scan', _py(
+            'tools/infer_scan.py', det_config_used, det_ckpt, luna, '--splits', splits_csv,
+            '--split', 'test', '--out', infer_dir), [infer_dir / 'candidates.csv'],
+            tool=Path('tools/infer_scan.py')),
+    ]
+    eval_cmd = _py('tools/eval_luna16.py', '--annotations', annotations, '--candidates',
+                   infer_dir / 'candidates.csv', '--splits', splits_csv, '--split', 'test',
+                   '--nodules-dir', infer_dir, '--out', eval_dir)
+    if excluded.exists() or synthetic:
+        eval_cmd += ['--excluded', str(excluded)]
+    steps.append(Step('eval', 'LUNA16 FROC / CPM and diameter agreement', eval_cmd,
+                      [eval_dir / 'metrics.json'], tool=Path('tools/eval_luna16.py')))
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    ran: set[str] = set()
+    for i, step in enumerate(steps, 1):
+        if step.key == 'eval' and 'infer' not in ran:
+            print('\n=== eval skipped: it needs the whole-scan inference step', flush=True)
+            runner.records[step.key] = StepRecord(step.title, ' '.join(step.cmd), None, None,
+                                                  'needs inference')
+            continue
+        if runner.run(step, f'{i}/{len(steps)}'):
+            ran.add(step.key)
+
+    run = DemoRun(
+        out=out, data_label='synthetic data' if synthetic else f'LUNA16 ({luna})',
+        machine=_machine(), started_utc=started.strftime('%Y-%m-%d %H:%M UTC'),
+        steps=[runner.records[s.key] for s in steps if s.key in runner.records],
+        coco_root=coco, splits_csv=splits_csv, test_scans=_test_scans(splits_csv),
+        patch_metrics=out / 'patch_cls_test/test_metrics.json',
+        det_metrics=det_test_dir / 'test_metrics.json', predictions=predictions,
+        train_dir=det_dir, eval_dir=eval_dir, infer_dir=infer_dir,
+        stage_begins=[(name, stage_begin(f, args.iters)) for name, f in STAGE_FRACTIONS],
+        argv=list(sys.argv[1:] if argv is None else argv))
+    report = write_report(run)
+    print(f'\nDemo finished: {report}\n')
+    print((out / 'HEADLINE.md').read_text())
+
+
+def _machine() -> str:
+    model = ''
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                model = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ', '.join(f'{v:.1f}' for v in os.getloadavg())
+    return (f'{platform.node()}: {os.cpu_count()} CPU cores ({model or platform.processor()}), '
+            f'{platform.system()} {platform.release()}, Python {platform.python_version()}; '
+            f'load average at the end {load} (other jobs share the cores: times are upper '
+            f'bounds)')
 
 
 if __name__ == '__main__':

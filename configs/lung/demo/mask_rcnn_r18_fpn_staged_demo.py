@@ -1,0 +1,136 @@
+# The paper's staged Mask R-CNN (heads -> 3+ -> all) at the size of a 2-core CPU,
+# for tools/run_demo.py (the main job) and the experiments that reuse it.
+#
+# Everything is configs/lung/mask_rcnn_r101_fpn_staged.py (one class, nodule
+# anchors, Rotate/Translate + BoxesFromMasks, frozen BN, StagedUnfreezeHook with
+# the 1:2:1 stage lengths, COCO + Matterport + Dice metrics) except what a CPU
+# needs, each change below with its reason. GPU users train the R101 configs.
+#
+# The demo passes the paths of its run (data root, annotation files, the patch
+# classifier checkpoint) as --cfg-options; run `python tools/run_demo.py --help`
+# or read REPORT.md of a run for the exact commands. By hand:
+#   python tools/train.py configs/lung/demo/mask_rcnn_r18_fpn_staged_demo.py \
+#       --cfg-options model.backbone.init_cfg.checkpoint=PATCH_CLS.pth \
+#       train_dataloader.dataset.data_root=COCO/ ...
+_base_ = '../mask_rcnn_r101_fpn_staged.py'
+
+# No COCO weights offline: the detector's neck and heads start from scratch and
+# its backbone from the demo's patch classifier (the paper's backbone choice by
+# patch classification). mmpretrain's ResNet-18 has mmdet's module names, so the
+# classifier's `backbone.*` tensors load by prefix; its head is left out.
+load_from = None
+patch_classifier = 'work_dirs/demo/patch_cls/epoch_2.pth'
+
+# ResNet-18 (basic blocks: 64-512 channels) instead of R101: ~4x cheaper per
+# step, and it is what the CPU-size patch classifier trains.
+#
+# 128 channels in the FPN, RPN and RoI heads instead of 256 (1024-wide box fc
+# -> 512): the 3x3 convolutions of the FPN and RPN on the stride-4 level and the
+# four 3x3 convolutions of the mask head on every positive RoI are most of a
+# CPU step at 256 channels; half the width is a quarter of their work. Nothing
+# is loaded into these layers (no COCO weights), so their width is free.
+width = 128
+model = dict(
+    backbone=dict(
+        depth=18,
+        # _delete_: the base sets init_cfg=None (a dict cannot merge into None)
+        init_cfg=dict(_delete_=True, type='Pretrained', checkpoint=patch_classifier,
+                      prefix='backbone.')),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=width),
+    rpn_head=dict(in_channels=width, feat_channels=width),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=width),
+        bbox_head=dict(in_channels=width, fc_out_channels=512),
+        mask_roi_extractor=dict(out_channels=width),
+        mask_head=dict(in_channels=width, conv_out_channels=width)),
+    train_cfg=dict(
+        # a slice holds 1-4 nodules: 300 proposals (not 1000 of 2000) cover them
+        rpn_proposal=dict(nms_pre=600, max_per_img=300),
+        # 64 RoIs per slice instead of 512 (at most 16 positives, each a pass of
+        # the mask head): mmcv's CPU RoIAlign and the mask head scale with them
+        rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(
+        # whole-scan inference runs every lung slice: fewer proposals and
+        # detections per slice (a scan has a handful of nodules)
+        rpn=dict(nms_pre=300, max_per_img=100),
+        rcnn=dict(max_per_img=20)))
+
+# Synthetic slices are 256x256 (the patch export needs >= 256 px): test at
+# that native size instead of the real config's 512x512, and train on random
+# 160x160 crops of it (2.6x fewer pixels per step; a crop without a nodule is
+# drawn again). Resize stays at index 2 (tools index it).
+image_size = (256, 256)
+crop_size = (160, 160)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, allow_negative_crop=False),
+    dict(type='Rotate', prob=0.5, min_mag=0.0, max_mag=15.0, img_border_value=0,
+         mask_border_value=0),
+    dict(type='TranslateX', prob=0.5, min_mag=0.0, max_mag=0.1, img_border_value=0,
+         mask_border_value=0),
+    dict(type='TranslateY', prob=0.5, min_mag=0.0, max_mag=0.1, img_border_value=0,
+         mask_border_value=0),
+    dict(type='BoxesFromMasks', min_area=1),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+# One loader worker: the second core is needed by the model (the training step
+# itself runs partly on one thread).
+train_dataloader = dict(
+    num_workers=1, persistent_workers=True, sampler=dict(type='InfiniteSampler'),
+    dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
+
+# Minutes, not 24 epochs: iteration-based, 600 steps of 2 slices (~7 minutes on
+# 2 cores). No validation while training: tools/test.py measures the test split.
+max_iters = 600
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=100000)
+
+# From scratch heads need a larger rate than the paper's 1e-4 fine-tune of a
+# COCO model: SGD 0.02 with batch 2 (mmdet's rate for batch 16 is 0.02; small
+# batches of a few large-gradient nodule RoIs stand it with the warm-up and
+# gradient clipping), 50 warm-up steps, and a x0.1 step for the last 15%.
+optim_wrapper = dict(
+    optimizer=dict(lr=0.02, momentum=0.9, weight_decay=1e-4),
+    clip_grad=dict(max_norm=10, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+         milestones=[int(max_iters * 0.85)], gamma=0.1),
+]
+
+# The staged schedule in iterations, with the real config's 1:2:1 lengths:
+# heads 0-149, 3+ 150-449, all 450-599 (all at a tenth of the rate, as there).
+custom_hooks = [
+    dict(
+        type='StagedUnfreezeHook',
+        by_epoch=False,
+        stages=[
+            dict(name='heads', begin=0,
+                 trainable=[r'neck\.', r'rpn_head\.', r'roi_head\.'], lr_mult=1.0),
+            dict(name='3+', begin=max_iters // 4,
+                 trainable=[r'backbone\.layer[234]\.', r'neck\.', r'rpn_head\.',
+                            r'roi_head\.'], lr_mult=1.0),
+            dict(name='all', begin=max_iters * 3 // 4, trainable=[r'.'], lr_mult=0.1),
+        ]),
+]
+
+# Log every 10 steps (the loss curve of the report); one checkpoint, at the end.
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
+                    max_keep_ckpts=1))
+log_processor = dict(by_epoch=False)
+
+# mmengine seeds Python, numpy and torch from it (run_demo.py --seed).
+randomness = dict(seed=0)

@@ -1,0 +1,218 @@
+"""``REPORT.md`` of the demo: what ran, for how long, and what the model measures.
+
+Every figure in the report is read from a file one of the demo's tools wrote in this run
+(``test_metrics.json`` of ``tools/test.py``, ``metrics.json`` of ``tools/eval_luna16.py``,
+mmengine's ``scalars.json``); nothing is typed in. Missing pieces (a step whose tool is
+not in the checkout) are reported as such, not left out silently.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .figures import pick_overlay_nodules, plot_loss_curve, plot_overlays
+
+__all__ = ['DemoRun', 'StepRecord', 'TARGETS', 'headline_figures', 'write_report']
+
+#: The demo's targets (issue 13), on the test split: (key, label, bound, higher is better).
+TARGETS = (
+    ('segm_ap50', 'COCO segm AP50', 0.80, True),
+    ('cpm', 'CPM (LUNA16 FROC)', 0.70, True),
+    ('mae_ge6', 'diameter MAE, detected nodules >= 6 mm (mm)', 1.5, False),
+    ('test_nodules', 'nodules in the test split', 40, True),
+)
+_BANDS_GE6 = ('6-8', '8-15', '>=15')
+
+
+@dataclass
+class StepRecord:
+    """One step as it ran: its command, wall and CPU seconds, and status."""
+
+    title: str
+    command: str
+    seconds: float | None
+    cpu_seconds: float | None
+    status: str  # 'ran' | 'missing tool' | 'needs inference'
+
+
+@dataclass
+class DemoRun:
+    """Where a demo run wrote its pieces."""
+
+    out: Path
+    data_label: str
+    machine: str
+    started_utc: str
+    steps: list[StepRecord]
+    coco_root: Path
+    splits_csv: Path
+    test_scans: int
+    patch_metrics: Path
+    det_metrics: Path
+    predictions: Path
+    train_dir: Path
+    eval_dir: Path
+    infer_dir: Path
+    stage_begins: list[tuple[str, int]] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(Path(path).read_text()) if Path(path).exists() else None
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return 'n/a'
+    if isinstance(value, float):
+        return f'{value:.{digits}f}'
+    return str(value)
+
+
+def _pooled(bands: dict, key: str) -> tuple[float | None, int]:
+    """n-weighted mean of ``key`` over the >= 6 mm bands of one measure."""
+    total, n = 0.0, 0
+    for name in _BANDS_GE6:
+        band = bands.get(name) or {}
+        if band.get('n') and band.get(key) is not None:
+            total += band[key] * band['n']
+            n += band['n']
+    return (total / n if n else None), n
+
+
+def _test_nodules(coco_root: Path) -> int:
+    """Distinct nodules annotated on the test split's slices."""
+    coco = _read_json(coco_root / 'annotations/instances_test.json') or {}
+    images = {im['id']: im['seriesuid'] for im in coco.get('images', [])}
+    return len({(images[a['image_id']], a['nodule_id']) for a in coco.get('annotations', [])})
+
+
+def headline_figures(run: DemoRun) -> dict[str, Any]:
+    """The report's headline numbers, each from the file a tool wrote (None: not measured)."""
+    det = _read_json(run.det_metrics) or {}
+    patch = _read_json(run.patch_metrics) or {}
+    froc = _read_json(run.eval_dir / 'metrics.json') or {}
+    size = ((froc.get('size_agreement') or {}).get('measures') or {}).get('long_axis_mm', {})
+    mae, n_ge6 = _pooled(size, 'mae_mm')
+    bias, _ = _pooled(size, 'bias_mm')
+    infer = next((s for s in run.steps if s.title.startswith('whole-scan')), None)
+    return {
+        'test_scans': run.test_scans,
+        'test_nodules': _test_nodules(run.coco_root),
+        'patch_accuracy': patch.get('accuracy/top1'),
+        'patch_auc': patch.get('roc/auc'),
+        'segm_ap': det.get('coco/segm_mAP'),
+        'segm_ap50': det.get('coco/segm_mAP_50'),
+        'bbox_ap50': det.get('coco/bbox_mAP_50'),
+        'matterport_map50': det.get('matterport/mask_mAP_50'),
+        'dice': next((v for k, v in det.items() if k.endswith('/dice')), None),
+        'cpm': froc.get('cpm'),
+        'cpm_ci95': froc.get('cpm_ci95'),
+        'sensitivity': froc.get('sensitivity'),
+        'mae_ge6': mae,
+        'bias_ge6': bias,
+        'n_ge6': n_ge6,
+        'seconds_per_test_scan': (infer.seconds / run.test_scans
+                                  if infer and infer.seconds and run.test_scans else None),
+        'total_seconds': sum(s.seconds or 0 for s in run.steps),
+        'total_cpu_seconds': sum(s.cpu_seconds or 0 for s in run.steps),
+    }
+
+
+def _scalars_json(train_dir: Path) -> Path | None:
+    found = sorted(Path(train_dir).glob('*/vis_data/scalars.json'), key=os.path.getmtime)
+    return found[-1] if found else None
+
+
+def _target_rows(fig: dict) -> list[str]:
+    rows = ['| target | measured | bound | met |', '|---|---|---|---|']
+    for key, label, bound, higher in TARGETS:
+        value = fig.get(key)
+        if value is None:
+            met = 'not measured'
+        else:
+            met = 'yes' if (value >= bound if higher else value <= bound) else 'NO'
+        rows.append(f'| {label} | {_fmt(value)} | {">=" if higher else "<="} {bound} | {met} |')
+    total = fig['total_seconds']
+    met = 'yes' if total <= 900 else 'NO'
+    rows.append(f'| whole demo, wall time (min) | {total / 60:.1f} | <= 15 | {met} |')
+    return rows
+
+
+def _link(out: Path, path: Path | None, text: str) -> str:
+    if path is None or not Path(path).exists():
+        return f'{text}: not written (its step did not run)'
+    return f'![{text}]({os.path.relpath(path, out)})'
+
+
+def write_report(run: DemoRun) -> Path:
+    """Make the figures and write ``OUT/REPORT.md`` and ``OUT/HEADLINE.md``; return the report."""
+    out = Path(run.out)
+    fig = headline_figures(run)
+    figures = out / 'figures'
+    scalars = _scalars_json(run.train_dir)
+    loss_png = (plot_loss_curve(scalars, figures / 'loss_curve.png', run.data_label,
+                                run.stage_begins) if scalars else None)
+    overlays = []
+    if run.predictions.exists():
+        chosen = pick_overlay_nodules(run.coco_root / 'annotations/instances_test.json',
+                                      run.coco_root / 'images/test', run.predictions, count=6)
+        overlays = plot_overlays(chosen, figures, run.data_label)
+    label = run.data_label
+    ci = fig['cpm_ci95']
+    cpm_text = _fmt(fig['cpm']) + (f' (95% CI {_fmt(ci[0])}-{_fmt(ci[1])})' if ci else '')
+    headline = [
+        f'Headline figures ({label}, test split: {fig["test_scans"]} scans, '
+        f'{fig["test_nodules"]} nodules):', '',
+        f'- patch classifier (ResNet-18, 50x50): accuracy {_fmt(fig["patch_accuracy"], 1)}%, '
+        f'AUC {_fmt(fig["patch_auc"], 1)}%',
+        f'- Mask R-CNN R18-FPN, test slices: COCO segm AP {_fmt(fig["segm_ap"])}, '
+        f'AP50 {_fmt(fig["segm_ap50"])}; Matterport mAP@0.5 {_fmt(fig["matterport_map50"])}; '
+        f'nodule Dice {_fmt(fig["dice"])}',
+        f'- whole scans: CPM {cpm_text}; diameter (long axis vs. annotated) for '
+        f'{fig["n_ge6"]} detected nodules >= 6 mm: MAE {_fmt(fig["mae_ge6"], 2)} mm, bias '
+        f'{_fmt(fig["bias_ge6"], 2)} mm; {_fmt(fig["seconds_per_test_scan"], 1)} s per scan',
+        f'- whole demo: {fig["total_seconds"] / 60:.1f} min wall, '
+        f'{fig["total_cpu_seconds"] / 60:.1f} min CPU',
+    ]
+    lines = [f'# Demo report ({label})', '',
+             f'Started {run.started_utc}. Machine: {run.machine}.', '',
+             f'Command: `python tools/run_demo.py {" ".join(run.argv)}`', '',
+             *headline, '', '## Targets (issue 13)', '', *_target_rows(fig), '',
+             '## Steps', '', '| step | wall (s) | CPU (s) | status | command |',
+             '|---|---|---|---|---|']
+    for s in run.steps:
+        lines.append(f'| {s.title} | {_fmt(s.seconds, 1)} | {_fmt(s.cpu_seconds, 1)} | '
+                     f'{s.status} | `{s.command}` |')
+    lines += ['', 'CPU seconds are user + system time of the step\'s processes (2 cores: up '
+              'to 2 s per wall second).', '', '## Figures', '',
+              _link(out, loss_png, f'training loss ({label})'), '']
+    lines += [_link(out, p, f'ground truth | prediction ({label})') for p in overlays]
+    lines += ['', _link(out, run.eval_dir / 'froc.png', f'FROC ({label})'), '',
+              _link(out, run.eval_dir / 'bland_altman.png', f'Bland-Altman ({label})'), '']
+    sens = fig['sensitivity'] or {}
+    if sens:
+        lines += ['## FROC points', '', '| FP per scan | ' + ' | '.join(sens) + ' |',
+                  '|---|' + '---|' * len(sens),
+                  '| sensitivity | ' + ' | '.join(_fmt(v) for v in sens.values()) + ' |', '']
+    metrics_md = run.eval_dir / 'metrics.md'
+    if metrics_md.exists():
+        body = metrics_md.read_text().replace('\n# ', '\n### ')
+        lines += ['## LUNA16 evaluation (tools/eval_luna16.py)', '',
+                  body.replace('# ', '### ', 1) if body.startswith('# ') else body, '']
+    missing = [s.title for s in run.steps if s.status != 'ran']
+    if missing:
+        lines += ['## Not run', '', *[f'- {t}' for t in missing], '']
+    _write(out / 'HEADLINE.md', '\n'.join(headline) + '\n')
+    return _write(out / 'REPORT.md', '\n'.join(lines) + '\n')
+
+
+def _write(path: Path, text: str) -> Path:
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
