@@ -65,9 +65,9 @@ INDENTING = ('pleural', 'mediastinal', 'cardiac')
 # Reconstruction kernels: ranges of the in-plane blur (Gaussian sigma, mm) and of the
 # noise (HU, its standard deviation in a uniform region, after the blur).
 KERNELS = {
-    'soft': {'blur_mm': (0.7, 1.0), 'noise_hu': (8.0, 16.0)},
-    'standard': {'blur_mm': (0.45, 0.7), 'noise_hu': (14.0, 28.0)},
-    'lung': {'blur_mm': (0.25, 0.45), 'noise_hu': (30.0, 55.0)},
+    'soft': {'blur_mm': (0.55, 0.8), 'noise_hu': (8.0, 16.0)},  # PSF FWHM ~1.3-1.9 mm
+    'standard': {'blur_mm': (0.4, 0.55), 'noise_hu': (14.0, 28.0)},  # ~0.9-1.3 mm
+    'lung': {'blur_mm': (0.2, 0.35), 'noise_hu': (30.0, 55.0)},  # ~0.5-0.8 mm
 }
 PADDINGS = {-2000: 0.45, -3024: 0.4, -1024: 0.15}
 # Fixed design of the first scans: direction, nodules (kind, shape, location), masses.
