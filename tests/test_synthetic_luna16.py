@@ -325,6 +325,25 @@ def test_noise_blur_padding_and_thickness_vary_by_scan(synthetic):
     assert len(paddings) >= 2 and len(kernels) >= 2 and len(thickness) >= 2
 
 
+def test_kernel_blur_shows_at_the_skin(synthetic):
+    """The air-skin edge is a step blurred by the kernel's Gaussian: its width (step height
+    over steepest slope) is sigma * sqrt(2 pi), or one pixel when the blur is finer."""
+    root, scans = synthetic
+    widths = []
+    for scan in scans:
+        volume = _volume(root, scan).astype(float)
+        nx = volume.shape[2]
+        profile = volume[:, :, nx // 2 - 3:nx // 2 + 4].mean(axis=(0, 2))  # down the midline
+        top = int(np.argmax(profile > -500))  # first pixel into the body
+        edge = profile[top - 6:top + 6]
+        sy = scan.spacing_xyz[1]
+        width = (profile[top + 2] + 1000) / (np.abs(np.diff(edge)).max() / sy)
+        expected = max(sy, scan.kernel['blur_mm'] * math.sqrt(2 * math.pi))
+        assert 0.75 < width / expected < 1.35, (scan.kernel, sy, width)
+        widths.append(width)
+    assert max(widths) > 1.5 * min(widths)
+
+
 def test_slab_averaging_in_z_keeps_the_total_and_spreads_a_thin_slice():
     volume = np.zeros((9, 2, 2), np.float32)
     volume[4] = 100
