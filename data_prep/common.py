@@ -28,15 +28,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from projects.lung_nodule.ct import NoduleAnnotation, find_scans, read_annotations
+from projects.lung_nodule.ct import (CTScan, LungMask, NoduleAnnotation, ScanReadError, find_scans,
+                                     read_annotations, read_scan)
+from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE, LUNG_MASK_MODES
 
 __all__ = [
-    'SPLITS', 'LunaInputs', 'ResumableJob', 'RunSummary', 'ScanJobBase', 'add_input_args',
-    'add_run_args', 'add_split_args', 'assign_splits', 'atomic_write_bytes',
-    'atomic_write_json', 'atomic_write_text', 'encode_png', 'file_fingerprint', 'fingerprint',
-    'fold_splits', 'load_inputs', 'load_record', 'process_scans', 'read_patient_map',
-    'read_splits_csv', 'run_cli', 'run_jobs', 'scan_subset', 'setup_logging',
-    'splits_for_inputs', 'write_splits_csv',
+    'SPLITS', 'LunaInputs', 'ResumableJob', 'RunSummary', 'ScanJobBase', 'ScanSource',
+    'add_input_args', 'add_lung_mask_args', 'add_run_args', 'add_scan_results',
+    'add_split_args', 'assign_splits', 'atomic_write_bytes', 'atomic_write_json',
+    'atomic_write_text', 'encode_png', 'file_fingerprint', 'fingerprint', 'fold_splits',
+    'load_inputs', 'load_record', 'process_scans', 'read_patient_map', 'read_splits_csv',
+    'resolve_lung_mask_mode', 'resume_scans', 'run_cli', 'run_jobs', 'scan_subset',
+    'setup_logging', 'splits_for_inputs', 'write_splits_csv',
 ]
 
 logger = logging.getLogger('data_prep')
@@ -75,14 +78,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_input_args(parser: argparse.ArgumentParser) -> None:
-    """``--luna-root``, ``--annotations``, ``--out``."""
+def add_input_args(parser: argparse.ArgumentParser, out: bool = True) -> None:
+    """``--luna-root``, ``--annotations`` and (``out``) ``--out``."""
     parser.add_argument('--luna-root', type=Path, required=True,
                         help='LUNA16 root holding subset*/<seriesuid>.mhd (+ .raw)')
     parser.add_argument('--annotations', type=Path, required=True,
                         help='LUNA16 annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm; '
                              'world mm)')
-    parser.add_argument('--out', type=Path, required=True, help='output folder')
+    if out:
+        parser.add_argument('--out', type=Path, required=True, help='output folder')
 
 
 def add_split_args(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +104,22 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
                              'figures): the scans of subsetK are the test split, the others are '
                              'split into train/val by the TRAIN:VAL ratio of --split and '
                              '--split-seed')
+
+
+def add_lung_mask_args(parser: argparse.ArgumentParser, mode_help: str, no_mask_help: str) -> None:
+    """``--lung-mask-mode`` and its old spelling ``--no-lung-mask`` (see
+    :func:`resolve_lung_mask_mode`)."""
+    parser.add_argument('--lung-mask-mode', choices=LUNG_MASK_MODES, default=None, help=mode_help)
+    parser.add_argument('--no-lung-mask', action='store_true', help=no_mask_help)
+
+
+def resolve_lung_mask_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Set ``args.lung_mask_mode`` from ``--no-lung-mask`` or the default; refuse both
+    ``--no-lung-mask`` and ``--lung-mask-mode blank``."""
+    if args.no_lung_mask and args.lung_mask_mode == 'blank':
+        parser.error('--no-lung-mask contradicts --lung-mask-mode blank')
+    if args.lung_mask_mode is None:
+        args.lung_mask_mode = 'filter' if args.no_lung_mask else DEFAULT_LUNG_MASK_MODE
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -206,6 +226,45 @@ def _call_indexed(item: tuple[Callable[[T], R], int, T]) -> tuple[int, R]:
     return i, func(job)
 
 
+# ---------------------------------------------------------------- one scan, several exports
+class ScanSource:
+    """A scan read once, and its lung mask made once, for every export of one pass.
+
+    The converters take one (``export_scan(job, source)``); the one-pass command
+    (``luna16_prepare.py``) hands the same one to both, so the scan is read and its
+    lung mask's 3D steps and shared slices are computed once per scan instead of once
+    per export. Both are made on first use, so an export that needs no lung mask
+    (``filter`` mode slices) never makes one. A read error is raised again on every
+    access (each export records the scan as failed).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._scan: CTScan | None = None
+        self._error: ScanReadError | None = None
+        self._lungs: LungMask | None = None
+
+    @property
+    def scan(self) -> CTScan:
+        """The scan, read on first use (:func:`projects.lung_nodule.ct.read_scan`)."""
+        if self._error is not None:
+            raise self._error
+        if self._scan is None:
+            try:
+                self._scan = read_scan(self.path)
+            except ScanReadError as exc:
+                self._error = exc
+                raise
+        return self._scan
+
+    @property
+    def lungs(self) -> LungMask:
+        """The scan's lung mask (default parameters), made on first use."""
+        if self._lungs is None:
+            self._lungs = LungMask(self.scan.array, self.scan.geometry.spacing_xyz)
+        return self._lungs
+
+
 # ---------------------------------------------------------------- summary
 @dataclass
 class RunSummary:
@@ -299,6 +358,41 @@ def load_record(job: ResumableJob) -> dict[str, Any] | None:
     return record
 
 
+def resume_scans(jobs: Sequence[ResumableJob], overwrite: bool,
+                 summary: RunSummary) -> tuple[dict[str, dict], list]:
+    """The records of scans already done (unless ``overwrite``) and the jobs still to run."""
+    records: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        record = None if overwrite else load_record(job)
+        if record is not None:
+            records[job.seriesuid] = record
+        else:
+            todo.append(job)
+    summary.counts['scans_resumed'] = len(records)
+    if records:
+        logger.info('resuming: %d of %d scans already done', len(records), len(jobs))
+    return records, todo
+
+
+def add_scan_results(records: dict[str, dict], results: Iterable[dict[str, Any]],
+                     summary: RunSummary) -> dict[str, dict]:
+    """Add the results of ``work`` to ``records`` (failed scans to ``summary``), then the
+    counts and problems of every record to ``summary``; returns ``records``."""
+    for result in results:
+        if result['status'] == 'done':
+            records[result['seriesuid']] = result['record']
+        else:
+            summary.skip_scan(result['seriesuid'], result['reason'])
+    for uid in sorted(records):
+        for message in records[uid]['problems']:
+            summary.warn(f'{uid}: {message}')
+        for key, value in records[uid]['counts'].items():
+            summary.counts[key] += value
+    summary.counts['scans_processed'] = len(records)
+    return records
+
+
 def process_scans(jobs: Sequence[ResumableJob], work: Callable[[Any], dict[str, Any]],
                   args: argparse.Namespace, summary: RunSummary, desc: str) -> dict[str, dict]:
     """Resume finished scans, run ``work`` on the others (``args.workers`` processes).
@@ -309,31 +403,11 @@ def process_scans(jobs: Sequence[ResumableJob], work: Callable[[Any], dict[str, 
     Returns:
         seriesuid -> record of every scan done (now or before).
     """
-    records: dict[str, dict] = {}
-    todo = []
-    for job in jobs:
-        record = None if args.overwrite else load_record(job)
-        if record is not None:
-            records[job.seriesuid] = record
-        else:
-            todo.append(job)
-    summary.counts['scans_resumed'] = len(records)
-    if records:
-        logger.info('resuming: %d of %d scans already done', len(records), len(jobs))
+    records, todo = resume_scans(jobs, args.overwrite, summary)
     start = time.perf_counter()
-    for result in run_jobs(work, todo, args.workers, desc=desc):
-        if result['status'] == 'done':
-            records[result['seriesuid']] = result['record']
-        else:
-            summary.skip_scan(result['seriesuid'], result['reason'])
+    results = run_jobs(work, todo, args.workers, desc=desc)
     summary.seconds['scans'] = time.perf_counter() - start
-    for uid in sorted(records):
-        for message in records[uid]['problems']:
-            summary.warn(f'{uid}: {message}')
-        for key, value in records[uid]['counts'].items():
-            summary.counts[key] += value
-    summary.counts['scans_processed'] = len(records)
-    return records
+    return add_scan_results(records, results, summary)
 
 
 def run_cli(convert: Callable[[argparse.Namespace, RunSummary], bool], args: argparse.Namespace,

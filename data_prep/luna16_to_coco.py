@@ -53,22 +53,28 @@ if __package__ in (None, ''):  # run as a script: make the repository importable
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from data_prep.common import (SPLITS, RunSummary, ScanJobBase, add_input_args, add_run_args,
-                              add_split_args, atomic_write_bytes, atomic_write_json, encode_png,
-                              file_fingerprint, fingerprint, load_inputs, process_scans, run_cli,
-                              splits_for_inputs, write_splits_csv)
-from projects.lung_nodule.ct import (LungMask, NoduleAnnotation, ScanReadError, locate_nodules,
-                                     nodule_masks_on_slice, read_scan, select_nodule_slices,
-                                     slice_to_uint8)
-from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE, LUNG_MASK_MODES
+from data_prep.common import (SPLITS, LunaInputs, RunSummary, ScanJobBase, ScanSource,
+                              add_input_args, add_lung_mask_args, add_run_args, add_split_args,
+                              atomic_write_bytes, atomic_write_json, encode_png, load_inputs,
+                              process_scans, resolve_lung_mask_mode, run_cli, splits_for_inputs,
+                              write_splits_csv)
+from projects.lung_nodule.ct import (ScanReadError, locate_nodules, nodule_masks_on_slice,
+                                     select_nodule_slices, slice_to_uint8)
+from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE
 
-__all__ = ['CATEGORIES', 'CocoOptions', 'ScanJob', 'assemble_coco', 'convert', 'export_scan',
-           'main', 'mask_to_annotation', 'parse_args']
+__all__ = ['CATEGORIES', 'CocoOptions', 'ScanJob', 'add_coco_options', 'assemble_coco',
+           'check_coco_options', 'coco_jobs', 'convert', 'export_scan', 'main',
+           'mask_to_annotation', 'parse_args', 'write_coco']
 
 logger = logging.getLogger('data_prep')
 CATEGORIES = [{'id': 1, 'name': 'nodule'}]
 RECORD_VERSION = 2  # 2: lung mask with per-lung convex hull; lung-mask modes
 _PNG_NAME = re.compile(r'^(?P<uid>.+)_z(?P<z>\d{4,})\.png$')
+LUNG_MASK_MODE_HELP = (f'blank: pixels outside the lung mask set to 0 (the paper); filter: whole '
+                       f'slices (the mask then only filters detections at inference). Written '
+                       f'into info["lung_mask_mode"] of every JSON; the model must be trained and '
+                       f'run in the same mode (default {DEFAULT_LUNG_MASK_MODE})')
+NO_LUNG_MASK_HELP = 'old name of --lung-mask-mode filter (keeps the pixels outside the lungs)'
 
 
 @dataclass(frozen=True)
@@ -118,8 +124,13 @@ def _remove_scan_pngs(out_dir: Path, uid: str) -> None:
                     path.unlink()
 
 
-def export_scan(job: ScanJob) -> dict[str, Any]:
+def export_scan(job: ScanJob, source: ScanSource | None = None) -> dict[str, Any]:
     """Export one scan's nodule slices and annotations; never raises for bad input.
+
+    Args:
+        job: The scan and where its output goes.
+        source: The scan as read, with its lung mask, when another export of the same
+            pass shares them (see :class:`data_prep.common.ScanSource`); else read here.
 
     Returns:
         ``{'seriesuid', 'status': 'done' | 'failed', 'reason', 'record', 'problems'}``;
@@ -130,13 +141,14 @@ def export_scan(job: ScanJob) -> dict[str, Any]:
     try:
         _remove_scan_pngs(job.out_dir, job.seriesuid)
         job.record_path.unlink(missing_ok=True)
-        scan = read_scan(job.mhd_path)
+        source = source or ScanSource(job.mhd_path)
+        scan = source.scan
         geometry = scan.geometry
         located, problems = locate_nodules(geometry, job.nodules, job.mhd_path)
         num_slices = geometry.shape_zyx[0]
         slices = select_nodule_slices(located, num_slices, job.options.slices_per_nodule)
         blank = job.options.lung_mask_mode == 'blank'
-        lungs = LungMask(scan.array, geometry.spacing_xyz) if blank and slices else None
+        lungs = source.lungs if blank and slices else None
         counts = {'nodules': len(job.nodules), 'nodules_located': len(located),
                   'nodules_outside_volume': len(job.nodules) - len(located),
                   'cross_sections_too_small': 0, 'slices_without_annotation': 0,
@@ -226,6 +238,34 @@ def _remove_stale_pngs(out_dir: Path, kept: set[tuple[str, str]]) -> int:
     return removed
 
 
+def coco_jobs(args: argparse.Namespace, inputs: LunaInputs, splits: dict[str, str],
+              out_dir: Path) -> list[ScanJob]:
+    """One job per scan with a split (options from :func:`add_coco_options`' arguments)."""
+    options = CocoOptions(slices_per_nodule=args.slices_per_nodule, min_area=args.min_area,
+                          lung_mask_mode=args.lung_mask_mode)
+    return [ScanJob(seriesuid=uid, mhd_path=inputs.scans[uid], nodules=tuple(inputs.nodules[uid]),
+                    out_dir=out_dir, split=splits[uid], options=options) for uid in sorted(splits)]
+
+
+def write_coco(records: dict[str, dict], splits: dict[str, str], out_dir: Path,
+               lung_mask_mode: str, summary: RunSummary) -> None:
+    """The JSON files of every split from the scan records; stale PNGs removed."""
+    summary.counts['scans_without_nodules'] = sum(not records[u]['counts']['nodules'] for u in records)
+    kept = set()
+    for split in SPLITS:
+        coco = assemble_coco([r for r in records.values() if r['split'] == split], split,
+                             lung_mask_mode)
+        atomic_write_json(out_dir / 'annotations' / f'instances_{split}.json', coco)
+        kept.update((split, im['file_name']) for im in coco['images'])
+        summary.counts[f'images_{split}'] = len(coco['images'])
+        summary.counts[f'annotations_{split}'] = len(coco['annotations'])
+        summary.counts[f'scans_{split}'] = sum(1 for s in splits.values() if s == split)
+    summary.counts['stale_pngs_removed'] = _remove_stale_pngs(out_dir, kept)
+    if lung_mask_mode == 'blank' and summary.counts['nodule_pixels']:
+        summary.counts['nodule_pixels_in_lung_permille'] = round(
+            1000 * summary.counts['nodule_pixels_in_lung'] / summary.counts['nodule_pixels'])
+
+
 def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
     """The whole conversion (arguments of :func:`parse_args`); whether anything was done."""
     luna_root, out_dir = args.luna_root, args.out
@@ -234,28 +274,26 @@ def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
         summary.warn(f'no <seriesuid>.mhd found under {luna_root}')
         return False
     splits = splits_for_inputs(inputs, args, summary)
-    options = CocoOptions(slices_per_nodule=args.slices_per_nodule, min_area=args.min_area,
-                          lung_mask_mode=args.lung_mask_mode)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_splits_csv(out_dir / 'splits.csv', splits)
-    jobs = [ScanJob(seriesuid=uid, mhd_path=inputs.scans[uid], nodules=tuple(inputs.nodules[uid]),
-                    out_dir=out_dir, split=splits[uid], options=options) for uid in sorted(splits)]
+    jobs = coco_jobs(args, inputs, splits, out_dir)
     records = process_scans(jobs, export_scan, args, summary, desc='scans -> COCO slices')
-    summary.counts['scans_without_nodules'] = sum(not records[u]['counts']['nodules'] for u in records)
-    kept = set()
-    for split in SPLITS:
-        coco = assemble_coco([r for r in records.values() if r['split'] == split], split,
-                             options.lung_mask_mode)
-        atomic_write_json(out_dir / 'annotations' / f'instances_{split}.json', coco)
-        kept.update((split, im['file_name']) for im in coco['images'])
-        summary.counts[f'images_{split}'] = len(coco['images'])
-        summary.counts[f'annotations_{split}'] = len(coco['annotations'])
-        summary.counts[f'scans_{split}'] = sum(1 for s in splits.values() if s == split)
-    summary.counts['stale_pngs_removed'] = _remove_stale_pngs(out_dir, kept)
-    if options.lung_mask_mode == 'blank' and summary.counts['nodule_pixels']:
-        summary.counts['nodule_pixels_in_lung_permille'] = round(
-            1000 * summary.counts['nodule_pixels_in_lung'] / summary.counts['nodule_pixels'])
+    write_coco(records, splits, out_dir, args.lung_mask_mode, summary)
     return bool(records)
+
+
+def add_coco_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the slice export (besides inputs, splits and the lung mask mode)."""
+    parser.add_argument('--min-area', type=int, default=CocoOptions.min_area,
+                        help='drop cross-sections smaller than this many pixels')
+    parser.add_argument('--slices-per-nodule', type=int, default=CocoOptions.slices_per_nodule,
+                        help='slices exported around each nodule centre')
+
+
+def check_coco_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse values of :func:`add_coco_options`' arguments that cannot work."""
+    if args.min_area < 1 or args.slices_per_nodule < 1:
+        parser.error('--min-area and --slices-per-nodule must be >= 1')
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -266,27 +304,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_input_args(parser)
     add_split_args(parser)
-    parser.add_argument('--min-area', type=int, default=CocoOptions.min_area,
-                        help='drop cross-sections smaller than this many pixels')
-    parser.add_argument('--slices-per-nodule', type=int, default=CocoOptions.slices_per_nodule,
-                        help='slices exported around each nodule centre')
-    parser.add_argument('--lung-mask-mode', choices=LUNG_MASK_MODES, default=None,
-                        help=f'blank: pixels outside the lung mask set to 0 (the paper); filter: '
-                             f'whole slices (the mask then only filters detections at inference). '
-                             f'Written into info["lung_mask_mode"] of every JSON; the model must '
-                             f'be trained and run in the same mode (default '
-                             f'{DEFAULT_LUNG_MASK_MODE})')
-    parser.add_argument('--no-lung-mask', action='store_true',
-                        help='old name of --lung-mask-mode filter (keeps the pixels outside the '
-                             'lungs)')
+    add_coco_options(parser)
+    add_lung_mask_args(parser, LUNG_MASK_MODE_HELP, NO_LUNG_MASK_HELP)
     add_run_args(parser)
     args = parser.parse_args(argv)
-    if args.no_lung_mask and args.lung_mask_mode == 'blank':
-        parser.error('--no-lung-mask contradicts --lung-mask-mode blank')
-    if args.lung_mask_mode is None:
-        args.lung_mask_mode = 'filter' if args.no_lung_mask else DEFAULT_LUNG_MASK_MODE
-    if args.min_area < 1 or args.slices_per_nodule < 1:
-        parser.error('--min-area and --slices-per-nodule must be >= 1')
+    resolve_lung_mask_mode(parser, args)
+    check_coco_options(parser, args)
     return args
 
 

@@ -58,18 +58,18 @@ if __package__ in (None, ''):  # run as a script: make the repository importable
 
 import numpy as np
 
-from data_prep.common import (SPLITS, RunSummary, ScanJobBase, add_input_args, add_run_args,
-                              add_split_args, atomic_write_bytes, atomic_write_json,
-                              atomic_write_text, encode_png, file_fingerprint, fingerprint,
-                              load_inputs, process_scans, run_cli, splits_for_inputs,
-                              write_splits_csv)
-from projects.lung_nodule.ct import (LungMask, NoduleAnnotation, ScanReadError, locate_nodules,
-                                     nodule_masks_on_slice, read_scan, select_nodule_slices,
-                                     slice_to_uint8)
-from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE, LUNG_MASK_MODES
+from data_prep.common import (SPLITS, LunaInputs, RunSummary, ScanJobBase, ScanSource,
+                              add_input_args, add_lung_mask_args, add_run_args, add_split_args,
+                              atomic_write_bytes, atomic_write_json, atomic_write_text,
+                              encode_png, load_inputs, process_scans, resolve_lung_mask_mode,
+                              run_cli, splits_for_inputs, write_splits_csv)
+from projects.lung_nodule.ct import (ScanReadError, locate_nodules, nodule_masks_on_slice,
+                                     select_nodule_slices, slice_to_uint8)
+from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE
 
-__all__ = ['CLASSES', 'PatchOptions', 'PatchScanJob', 'collect_scan_patches', 'convert',
-           'dihedral', 'main', 'parse_args']
+__all__ = ['CLASSES', 'PatchOptions', 'PatchScanJob', 'add_patch_options', 'check_patch_options',
+           'collect_scan_patches', 'convert', 'dihedral', 'main', 'parse_args', 'patch_jobs',
+           'patch_options', 'start_patch_output', 'write_patches']
 
 logger = logging.getLogger('data_prep')
 CLASSES = ('nodule', 'normal')
@@ -139,21 +139,27 @@ def _uid_seed(seed: int, uid: str) -> list[int]:
     return [seed, zlib.crc32(uid.encode())]
 
 
-def collect_scan_patches(job: PatchScanJob) -> dict[str, Any]:
+def collect_scan_patches(job: PatchScanJob, source: ScanSource | None = None) -> dict[str, Any]:
     """Collect a scan's positive contexts and negative blocks; cache them in ``OUT/.scans``.
 
     Never raises for bad input: a failed scan is returned with ``status='failed'``.
+
+    Args:
+        job: The scan and where its candidates go.
+        source: The scan as read, with its lung mask, when another export of the same
+            pass shares them (see :class:`data_prep.common.ScanSource`); else read here.
     """
     opts = job.options
     half = opts.patch // 2
     context_half = half + opts.max_shift
     try:
         job.record_path.unlink(missing_ok=True)
-        scan = read_scan(job.mhd_path)
+        source = source or ScanSource(job.mhd_path)
+        scan = source.scan
         geometry = scan.geometry
         located, problems = locate_nodules(geometry, job.nodules, job.mhd_path)
         num_slices, rows, cols = geometry.shape_zyx
-        lungs = LungMask(scan.array, geometry.spacing_xyz)
+        lungs = source.lungs
         nodule_slices = select_nodule_slices(located, num_slices, opts.slices_per_nodule)
         images: dict[int, np.ndarray] = {}
 
@@ -306,23 +312,10 @@ def _write_split(out_dir: Path, split: str, scans: list[str], opts: PatchOptions
     return written
 
 
-def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
-    """The whole patch export (arguments of :func:`parse_args`); whether anything was done."""
-    luna_root, out_dir = args.luna_root, args.out
-    inputs = load_inputs(luna_root, args.annotations, summary)
-    if not inputs.scans:
-        summary.warn(f'no <seriesuid>.mhd found under {luna_root}')
-        return False
-    splits = splits_for_inputs(inputs, args, summary, args.splits)
-    if not splits:
-        summary.warn('no scan has a split')
-        return False
-    options = PatchOptions(patch=args.patch, stride=args.stride, max_shift=args.max_shift,
-                           neg_slices=args.neg_slices, min_lung_fraction=args.min_lung_fraction,
-                           lung_mask_mode=args.lung_mask_mode, seed=args.seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / 'info.json', {'lung_mask_mode': options.lung_mask_mode}, indent=1)
-    write_splits_csv(out_dir / 'splits.csv', splits)
+def patch_jobs(args: argparse.Namespace, inputs: LunaInputs, splits: dict[str, str],
+               out_dir: Path) -> list[PatchScanJob]:
+    """One job per scan with a split; each split's negative quota spread over its scans."""
+    options = patch_options(args)
     counts = dict(zip(SPLITS, args.counts))
     scans_per_split = {s: sum(1 for v in splits.values() if v == s) for s in SPLITS}
     jobs = []
@@ -332,8 +325,22 @@ def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
         jobs.append(PatchScanJob(seriesuid=uid, mhd_path=inputs.scans[uid],
                                  nodules=tuple(inputs.nodules[uid]), out_dir=out_dir,
                                  negative_quota=quota, options=options))
-    records = process_scans(jobs, collect_scan_patches, args, summary,
-                            desc='scans -> patch candidates')
+    return jobs
+
+
+def patch_options(args: argparse.Namespace) -> PatchOptions:
+    """:class:`PatchOptions` from :func:`add_patch_options`' arguments."""
+    return PatchOptions(patch=args.patch, stride=args.stride, max_shift=args.max_shift,
+                        neg_slices=args.neg_slices, min_lung_fraction=args.min_lung_fraction,
+                        lung_mask_mode=args.lung_mask_mode, seed=args.seed)
+
+
+def write_patches(args: argparse.Namespace, records: dict[str, dict], splits: dict[str, str],
+                  out_dir: Path, summary: RunSummary) -> None:
+    """Select the patches of every split from the scans' candidates and write them, the
+    manifest; stale patches removed."""
+    options = patch_options(args)
+    counts = dict(zip(SPLITS, args.counts))
     manifest: list[list] = []
     written: set[Path] = set()
     start = time.perf_counter()
@@ -357,19 +364,36 @@ def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
     writer.writerow(['split', 'label', 'file', 'seriesuid', 'z_index', 'row', 'col', 'transform'])
     writer.writerows(manifest)
     atomic_write_text(out_dir / 'manifest.csv', buffer.getvalue())
+
+
+def start_patch_output(out_dir: Path, lung_mask_mode: str, splits: dict[str, str]) -> None:
+    """Create the output folder with its ``info.json`` and ``splits.csv``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / 'info.json', {'lung_mask_mode': lung_mask_mode}, indent=1)
+    write_splits_csv(out_dir / 'splits.csv', splits)
+
+
+def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
+    """The whole patch export (arguments of :func:`parse_args`); whether anything was done."""
+    luna_root, out_dir = args.luna_root, args.out
+    inputs = load_inputs(luna_root, args.annotations, summary)
+    if not inputs.scans:
+        summary.warn(f'no <seriesuid>.mhd found under {luna_root}')
+        return False
+    splits = splits_for_inputs(inputs, args, summary, args.splits)
+    if not splits:
+        summary.warn('no scan has a split')
+        return False
+    start_patch_output(out_dir, args.lung_mask_mode, splits)
+    jobs = patch_jobs(args, inputs, splits, out_dir)
+    records = process_scans(jobs, collect_scan_patches, args, summary,
+                            desc='scans -> patch candidates')
+    write_patches(args, records, splits, out_dir, summary)
     return bool(records)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Command-line arguments."""
-    parser = argparse.ArgumentParser(
-        description='LUNA16 -> PxP nodule/normal patches (mmpretrain CustomDataset folders), '
-                    '1:1 per split.', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_input_args(parser)
-    parser.add_argument('--splits', type=Path, default=None,
-                        help='splits.csv of the COCO export (recommended); else the split is '
-                             'computed from --split/--split-seed like luna16_to_coco.py does')
-    add_split_args(parser)
+def add_patch_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the patch export (besides inputs, splits and the lung mask mode)."""
     parser.add_argument('--patch', type=int, default=50, help='patch size in pixels')
     parser.add_argument('--stride', type=int, default=10, help='grid step of positive blocks')
     parser.add_argument('--expand', type=int, default=20,
@@ -382,23 +406,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='lung slices per scan, besides the nodule slices, for negatives')
     parser.add_argument('--min-lung-fraction', type=float, default=0.5,
                         help='a negative block must be at least this fraction lung')
-    parser.add_argument('--lung-mask-mode', choices=LUNG_MASK_MODES, default=None,
-                        help=f'blank: pixels outside the lung mask set to 0; filter: kept. Use '
-                             f'the mode of the COCO export the detector is trained on (default '
-                             f'{DEFAULT_LUNG_MASK_MODE})')
-    parser.add_argument('--no-lung-mask', action='store_true',
-                        help='old name of --lung-mask-mode filter')
     parser.add_argument('--seed', type=int, default=0, help='seed of the patch sampling')
-    add_run_args(parser)
-    args = parser.parse_args(argv)
+
+
+def check_patch_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse values of :func:`add_patch_options`' arguments that cannot work."""
     if args.patch < 3 or args.stride < 1 or args.expand < 1 or args.max_shift < 0:
         parser.error('need --patch >= 3, --stride >= 1, --expand >= 1, --max-shift >= 0')
     if min(args.counts) < 0 or not 0 <= args.min_lung_fraction <= 1:
         parser.error('--counts must be >= 0 and --min-lung-fraction in [0, 1]')
-    if args.no_lung_mask and args.lung_mask_mode == 'blank':
-        parser.error('--no-lung-mask contradicts --lung-mask-mode blank')
-    if args.lung_mask_mode is None:
-        args.lung_mask_mode = 'filter' if args.no_lung_mask else DEFAULT_LUNG_MASK_MODE
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(
+        description='LUNA16 -> PxP nodule/normal patches (mmpretrain CustomDataset folders), '
+                    '1:1 per split.', formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_input_args(parser)
+    parser.add_argument('--splits', type=Path, default=None,
+                        help='splits.csv of the COCO export (recommended); else the split is '
+                             'computed from --split/--split-seed like luna16_to_coco.py does')
+    add_split_args(parser)
+    add_patch_options(parser)
+    add_lung_mask_args(parser, f'blank: pixels outside the lung mask set to 0; filter: kept. Use '
+                               f'the mode of the COCO export the detector is trained on (default '
+                               f'{DEFAULT_LUNG_MASK_MODE})',
+                       'old name of --lung-mask-mode filter')
+    add_run_args(parser)
+    args = parser.parse_args(argv)
+    check_patch_options(parser, args)
+    resolve_lung_mask_mode(parser, args)
     return args
 
 
