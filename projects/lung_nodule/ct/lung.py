@@ -88,6 +88,9 @@ class LungMaskParams:
         closing_mm: Radius of the 2D closing of each lung (seals notches up to about
             twice this wide).
         dilation_mm: Final 2D dilation, so that the pleural surface is inside the mask.
+        rim_bone_hu: Pixels above this HU in the rim that the dilation adds stay outside:
+            the rim is meant to reach the pleura, not the ribs that lie 1-2 mm behind it
+            (calcified nodules lie inside the lung, never only in that rim).
         split_mm: Cell size of the 3D grid on which the left and right lungs are split.
         min_split_erosion_mm: The split erodes at least this deep (thicker than the
             radius of the trachea and main bronchi, so that they join neither lung).
@@ -116,6 +119,7 @@ class LungMaskParams:
     max_lungs: int = 2
     closing_mm: float = 10.0
     dilation_mm: float = 2.0
+    rim_bone_hu: float = 200.0
     split_mm: float = 4.0
     min_split_erosion_mm: float = 12.0
     max_split_erosion_mm: float = 40.0
@@ -570,7 +574,10 @@ class LungMask:
         if neither.any():
             crop |= _fill_holes(_closing(neither, p.closing_mm, sampling))
         if p.dilation_mm > 0:
-            crop = ndimage.distance_transform_edt(~crop, sampling=sampling) <= p.dilation_mm
+            rim = ndimage.distance_transform_edt(~crop, sampling=sampling) <= p.dilation_mm
+            rim &= ~crop
+            rim &= self.volume[z][box] <= p.rim_bone_hu
+            crop |= rim
         body = np.ones(count + 1, dtype=bool)
         body[outside] = False
         body[0] = True  # tissue (not air) is body unless outside air encloses it
