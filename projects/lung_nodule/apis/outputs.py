@@ -151,7 +151,8 @@ def write_scan_outputs(result: ScanResult, scan_dir: Path, score_thr: float,
         sitk.WriteImage(_label_image(labels, result), str(tmp / 'nodules.nii.gz'),
                         useCompression=True)
         files = ['nodules.csv', 'nodules.json', 'nodules.nii.gz']
-        is_dicom = result.scan.path.is_dir()
+        # DICOM: the series' files (a folder, or one file of the series, was given)
+        is_dicom = tuple(result.scan.source_files) != (Path(result.scan.path),)
         if is_dicom and readable:
             from .dicom_seg import write_dicom_seg  # highdicom only for DICOM inputs
             write_dicom_seg(labels, result.scan.source_files, tmp / 'nodules.seg.dcm')
