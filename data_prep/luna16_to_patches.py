@@ -135,6 +135,12 @@ def _crop(image: np.ndarray, row: int, col: int, half: int) -> np.ndarray:
     return out
 
 
+def _block_sums(mask: np.ndarray, r0: int, c0: int, nr: int, nc: int, p: int) -> np.ndarray:
+    """Set pixels of each ``p x p`` block of a grid starting at ``(r0, c0)``: int ``(nr, nc)``."""
+    window = mask[r0:r0 + nr * p, c0:c0 + nc * p]
+    return window.reshape(nr, p, nc, p).sum(axis=(1, 3))
+
+
 def _uid_seed(seed: int, uid: str) -> list[int]:
     return [seed, zlib.crc32(uid.encode())]
 
@@ -214,13 +220,17 @@ def collect_scan_patches(job: PatchScanJob, source: ScanSource | None = None) ->
             lung = lungs.slice(z)
             cut = nodule_masks_on_slice(located, z, geometry)
             nodule_px = np.logical_or.reduce([m for _, m in cut]) if cut else None
-            for r in range(off_r, rows - p + 1, p):
-                for c in range(off_c, cols - p + 1, p):
-                    if lung[r:r + p, c:c + p].mean() < opts.min_lung_fraction:
-                        continue
-                    if nodule_px is not None and nodule_px[r:r + p, c:c + p].any():
-                        continue
-                    candidates.append((z, r, c))
+            # All blocks of the grid at once (row-major order, as a loop over rows then
+            # columns would give): lung fraction = lung pixels / block pixels, in float64,
+            # as ``block.mean()`` computes it.
+            grid_r, grid_c = range(off_r, rows - p + 1, p), range(off_c, cols - p + 1, p)
+            if not grid_r or not grid_c:
+                continue
+            keep = _block_sums(lung, off_r, off_c, len(grid_r), len(grid_c), p) / (p * p) \
+                >= opts.min_lung_fraction
+            if nodule_px is not None:
+                keep &= _block_sums(nodule_px, off_r, off_c, len(grid_r), len(grid_c), p) == 0
+            candidates += [(z, grid_r[i], grid_c[j]) for i, j in np.argwhere(keep).tolist()]
         take = rng.permutation(len(candidates))[:job.negative_quota]
         neg = [candidates[i] for i in sorted(take)]
         neg_img = [image_of(z)[r:r + p, c:c + p] for z, r, c in neg]
