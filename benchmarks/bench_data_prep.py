@@ -20,9 +20,22 @@ nodule) and, to put them in proportion, the scan's read and its slice images; ta
 within 1.5x per scan. And the share of lesion pixels inside either mask on the chest
 phantom of the tests (tests/lung_phantom.py). ``--lung-mask-only`` runs just these.
 
+Before/after (issue 9, point 2), ``--baseline-ref REV``: the converters' code at ``REV``
+(``data_prep/`` from ``git archive``, with the working tree's ``projects/`` so that only
+the converters differ) against today's, in one run, interleaved (before, after, before,
+after, ...): before = ``luna16_to_coco.py`` then ``luna16_to_patches.py --splits``; after
+= the one-pass ``luna16_prepare.py`` (and, for reference, today's two commands). Per run:
+wall and CPU time (user + sys of the command and its workers, imports included), scan
+phase s/scan, the load average; the extrapolation to LUNA16's 888 scans (from the wall
+time as measured, and from the CPU time on 2 otherwise idle cores); and the read floor:
+seconds per scan over the time to read one scan from the page cache (``read_scan``,
+measured in the same run). The outputs of every run are compared with the first
+baseline's, file by file (the ``.npz`` by array, ``summary.json`` without its seconds).
+
 Example::
 
     python benchmarks/bench_data_prep.py --num-scans 6 --shape 300 512 512
+    python benchmarks/bench_data_prep.py --num-scans 6 --baseline-ref fcc4f4e~1 --repeats 2
 """
 from __future__ import annotations
 
@@ -32,6 +45,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -230,6 +244,134 @@ def print_lung_mask_tables(times: list[tuple], kept: list[tuple]) -> None:
         print(f'| {name} | ' + ' | '.join(cells) + ' |')
 
 
+LUNA16_SCANS = 888
+# The converters' last version before the one-pass command and the shared ScanSource.
+BASELINE_REF = 'fcc4f4e~1'
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _export_tree(ref: str, folder: Path) -> Path:
+    """``data_prep/`` at ``ref`` and the working tree's ``projects/`` in ``folder``."""
+    archive = subprocess.run(['git', 'archive', ref, 'data_prep'], cwd=REPO, check=True,
+                             capture_output=True).stdout
+    subprocess.run(['tar', '-x', '-C', str(folder)], input=archive, check=True)
+    shutil.copytree(REPO / 'projects', folder / 'projects',
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    return folder
+
+
+def _same_outputs(a: Path, b: Path) -> int:
+    """Files of ``b`` that differ from ``a`` (or are missing from either): ``.npz`` by
+    array (zip members carry their write time), ``summary.json`` without ``seconds``."""
+    import numpy as np
+
+    files_a = {p.relative_to(a) for p in a.rglob('*') if p.is_file()}
+    files_b = {p.relative_to(b) for p in b.rglob('*') if p.is_file()}
+    bad = len(files_a ^ files_b)
+    for rel in files_a & files_b:
+        if rel.name == 'summary.json':
+            x, y = (json.loads((root / rel).read_text()) for root in (a, b))
+            x.pop('seconds'), y.pop('seconds')
+            bad += x != y
+        elif rel.suffix == '.npz':
+            with np.load(a / rel) as x, np.load(b / rel) as y:
+                bad += x.files != y.files or not all(
+                    x[k].dtype == y[k].dtype and np.array_equal(x[k], y[k]) for k in x.files)
+        else:
+            bad += (a / rel).read_bytes() != (b / rel).read_bytes()
+    return bad
+
+
+def _read_floor(data: Path, num: int, repeats: int = 3) -> tuple[float, float]:
+    """Mean over scans of the best (wall, CPU) seconds of ``read_scan`` from the page cache."""
+    from projects.lung_nodule.ct import read_scan
+
+    walls, cpus = [], []
+    for path in sorted(data.rglob('*.mhd'))[:num]:
+        best = (math.inf, math.inf)
+        for _ in range(repeats):
+            wall, cpu = time.perf_counter(), time.process_time()
+            read_scan(path).array.sum(dtype='int64')  # touch every voxel
+            best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+        walls.append(best[0])
+        cpus.append(best[1])
+    return sum(walls) / len(walls), sum(cpus) / len(cpus)
+
+
+def before_after(data: Path, out: Path, num: int, ref: str, repeats: int, workers: int) -> None:
+    """Baseline converters at ``ref`` against today's (see the module docstring)."""
+    common = ['--luna-root', str(data), '--annotations', str(data / 'annotations.csv'),
+              '--workers', str(workers)]
+    counts = ['--counts', '2400', '800', '800']
+    with tempfile.TemporaryDirectory(prefix='bench_baseline_') as tmp:
+        old_tree = _export_tree(ref, Path(tmp))
+        old = [sys.executable, str(old_tree / 'data_prep/luna16_to_coco.py')], \
+            [sys.executable, str(old_tree / 'data_prep/luna16_to_patches.py')]
+        new = [sys.executable, 'data_prep/luna16_to_coco.py'], \
+            [sys.executable, 'data_prep/luna16_to_patches.py']
+
+        def two_commands(coco: list[str], patches: list[str], o: Path) -> list[list[str]]:
+            return [coco + [*common, '--out', str(o / 'coco')],
+                    patches + [*common, *counts, '--out', str(o / 'patches'),
+                               '--splits', str(o / 'coco/splits.csv')]]
+
+        variants = {  # name -> output folder -> commands (each writes OUT/coco/summary.json)
+            'before: luna16_to_coco.py + luna16_to_patches.py': lambda o: two_commands(*old, o),
+            'after: luna16_prepare.py (one pass)': lambda o: [
+                [sys.executable, 'data_prep/luna16_prepare.py', *common, *counts,
+                 '--coco-out', str(o / 'coco'), '--patches-out', str(o / 'patches')]],
+            'after: luna16_to_coco.py + luna16_to_patches.py': lambda o: two_commands(*new, o),
+        }
+        rows = []
+        reference = None
+        for rep in range(repeats):
+            for name, commands in variants.items():
+                folder = out / f'run{rep}_{len(rows) % len(variants)}'
+                shutil.rmtree(folder, ignore_errors=True)
+                load = os.getloadavg()[0]
+                cpu0, wall, scans_s = _children_cpu(), 0.0, 0.0
+                for command in commands(folder):
+                    wall += run_measured(command)['wall_s']
+                # Scan phase: the two commands' own, or the one pass's (in both summaries).
+                seconds = [json.loads((folder / part / 'summary.json').read_text())['seconds']['scans']
+                           for part in ('coco', 'patches')]
+                scans_s = sum(seconds) if len(commands(folder)) == 2 else seconds[0]
+                cpu = _children_cpu() - cpu0
+                reference = reference or folder
+                diff = _same_outputs(reference, folder)
+                rows.append((rep, name, wall, cpu, len(commands(folder)), scans_s, load, diff))
+                print(f'{name} [{rep}]: wall {wall:.1f} s, CPU {cpu:.1f} s, scan phase {scans_s:.1f} s, '
+                      f'load {load:.1f}, files differing from the first baseline: {diff}', flush=True)
+    read_wall, read_cpu = _read_floor(data, num)
+    cpu0 = _children_cpu()
+    for _ in range(3):
+        subprocess.run([sys.executable, 'data_prep/luna16_to_coco.py', '--help'], cwd=REPO, check=True,
+                       capture_output=True)
+    startup = (_children_cpu() - cpu0) / 3
+    print()
+    print(f'Date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} '
+          f'cores ({platform.processor() or platform.machine()}); {num} synthetic scans; '
+          f'--workers {workers}; baseline {ref} '
+          f'({subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True, text=True).stdout.strip()}); '
+          f'read floor (read_scan from the page cache, mean of best of 3): {read_wall:.2f} s wall, '
+          f'{read_cpu:.2f} s CPU per scan; a command\'s start-up (imports, `--help`) {startup:.2f} s CPU.')
+    print()
+    print('| run | code | wall (s) | CPU (s) | load avg at start | scan phase s/scan (wall) '
+          '| CPU s/scan (start-up excluded) | LUNA16 888 scans, as measured (min) '
+          '| LUNA16 on 2 idle cores, from CPU (min) | wall s/scan / read wall '
+          '| CPU s/scan / read CPU | files differing |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|')
+    for rep, name, wall, cpu, num_commands, scans_s, load, diff in rows:
+        per_scan, cpu_scan = scans_s / num, (cpu - num_commands * startup) / num
+        print(f'| {rep} | {name} | {wall:.1f} | {cpu:.1f} | {load:.1f} | {per_scan:.2f} | {cpu_scan:.2f} '
+              f'| {LUNA16_SCANS * per_scan / 60:.1f} | {LUNA16_SCANS * cpu_scan / 2 / 60:.1f} '
+              f'| {per_scan / read_wall:.1f} | {cpu_scan / read_cpu:.1f} | {diff} |')
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', type=Path, default=REPO / 'work_dirs' / 'bench_data_prep')
@@ -237,6 +379,12 @@ def main() -> int:
     parser.add_argument('--shape', type=int, nargs=3, default=[300, 512, 512], metavar=('Z', 'Y', 'X'))
     parser.add_argument('--workers', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--baseline-ref', default=None, metavar='REV',
+                        help=f'only the before/after comparison of the converters: their code at '
+                             f'REV (e.g. {BASELINE_REF}, the last before the one-pass command) '
+                             f'against today\'s, interleaved')
+    parser.add_argument('--repeats', type=int, default=2,
+                        help='rounds of the --baseline-ref comparison')
     parser.add_argument('--lung-mask-only', action='store_true',
                         help='only the old-vs-new lung mask figures (no converter runs)')
     args = parser.parse_args()
@@ -251,6 +399,10 @@ def main() -> int:
                         '--shape', *map(str, args.shape), '--workers', '2'], cwd=REPO, check=True)
         print(f'generated {args.num_scans} scans in {time.perf_counter() - t0:.1f} s', flush=True)
         stamp.touch()
+    if args.baseline_ref:
+        before_after(data, args.out / 'before_after', args.num_scans, args.baseline_ref,
+                     args.repeats, max(args.workers))
+        return 0
     if args.lung_mask_only:
         print(f'Date {datetime.date.today().isoformat()}; {os.cpu_count()} cores; load average '
               f'{os.getloadavg()[0]:.1f}; {args.num_scans} synthetic scans of '

@@ -36,7 +36,7 @@ __all__ = [
     'SPLITS', 'LunaInputs', 'ResumableJob', 'RunSummary', 'ScanJobBase', 'ScanSource',
     'add_input_args', 'add_lung_mask_args', 'add_run_args', 'add_scan_results',
     'add_split_args', 'assign_splits', 'atomic_write_bytes', 'atomic_write_json',
-    'atomic_write_text', 'encode_png', 'file_fingerprint', 'fingerprint', 'fold_splits',
+    'atomic_write_text', 'cpu_seconds', 'encode_png', 'file_fingerprint', 'fingerprint', 'fold_splits',
     'load_inputs', 'load_record', 'process_scans', 'read_patient_map', 'read_splits_csv',
     'resolve_lung_mask_mode', 'resume_scans', 'run_cli', 'run_jobs', 'scan_subset',
     'setup_logging', 'splits_for_inputs', 'write_splits_csv',
@@ -404,10 +404,17 @@ def process_scans(jobs: Sequence[ResumableJob], work: Callable[[Any], dict[str, 
         seriesuid -> record of every scan done (now or before).
     """
     records, todo = resume_scans(jobs, args.overwrite, summary)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     results = run_jobs(work, todo, args.workers, desc=desc)
     summary.seconds['scans'] = time.perf_counter() - start
+    summary.seconds['scans_cpu'] = cpu_seconds() - cpu
     return add_scan_results(records, results, summary)
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its finished worker processes."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def run_cli(convert: Callable[[argparse.Namespace, RunSummary], bool], args: argparse.Namespace,

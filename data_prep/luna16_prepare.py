@@ -35,7 +35,7 @@ if __package__ in (None, ''):  # run as a script: make the repository importable
 
 from data_prep.common import (RunSummary, ScanSource, add_input_args, add_lung_mask_args,
                               add_run_args, add_scan_results, add_split_args, atomic_write_json,
-                              load_inputs, resolve_lung_mask_mode, resume_scans, run_jobs,
+                              cpu_seconds, load_inputs, resolve_lung_mask_mode, resume_scans, run_jobs,
                               setup_logging, splits_for_inputs, write_splits_csv)
 from data_prep.luna16_to_coco import (LUNG_MASK_MODE_HELP, NO_LUNG_MASK_HELP, ScanJob,
                                       add_coco_options, check_coco_options, coco_jobs,
@@ -83,12 +83,12 @@ def prepare(args: argparse.Namespace, coco_summary: RunSummary,
     patch_by_uid = {job.seriesuid: job for job in patch_todo}
     pairs = [(coco_by_uid.get(uid), patch_by_uid.get(uid))
              for uid in sorted(set(coco_by_uid) | set(patch_by_uid))]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     results = run_jobs(prepare_scan, pairs, args.workers,
                        desc='scans -> COCO slices + patch candidates')
-    seconds = time.perf_counter() - start
-    for summary in (coco_summary, patch_summary):
-        summary.seconds['scans'] = seconds  # one pass: the same seconds serve both
+    for summary in (coco_summary, patch_summary):  # one pass: the same seconds serve both
+        summary.seconds['scans'] = time.perf_counter() - start
+        summary.seconds['scans_cpu'] = cpu_seconds() - cpu
     add_scan_results(coco_records, [r['coco'] for r in results if r['coco'] is not None],
                      coco_summary)
     add_scan_results(patch_records, [r['patches'] for r in results if r['patches'] is not None],
