@@ -113,5 +113,5 @@ def render_nodule_png(slice_hu: np.ndarray, mask: np.ndarray, spacing_xy: tuple[
     draw.line(((x1 - bar_px, y1), (x1, y1)), fill=(255, 255, 255), width=3)
     _label(draw, (x1 - bar_px, y1 - 30), '10 mm', (255, 255, 255), small, picture.size)
     buffer = io.BytesIO()
-    picture.save(buffer, format='PNG', optimize=True)
+    picture.save(buffer, format='PNG')
     return buffer.getvalue()
