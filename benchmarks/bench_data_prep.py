@@ -21,8 +21,8 @@ within 1.5x per scan. And the share of lesion pixels inside either mask on the c
 phantom of the tests (tests/lung_phantom.py). ``--lung-mask-only`` runs just these.
 
 Before/after (issue 9, point 2), ``--baseline-ref REV``: the converters' code at ``REV``
-(``data_prep/`` from ``git archive``, with the working tree's ``projects/`` so that only
-the converters differ) against today's, in one run, interleaved (before, after, before,
+(``data_prep/`` from ``git archive``, with the working tree's ``projects/`` except
+``ct/lung.py``, taken at ``--baseline-lung-ref``) against today's, in one run, interleaved (before, after, before,
 after, ...): before = ``luna16_to_coco.py`` then ``luna16_to_patches.py --splits``; after
 = the one-pass ``luna16_prepare.py`` (and, for reference, today's two commands). Per run:
 wall and CPU time (user + sys of the command and its workers, imports included), scan
@@ -245,8 +245,15 @@ def print_lung_mask_tables(times: list[tuple], kept: list[tuple]) -> None:
 
 
 LUNA16_SCANS = 888
-# The converters' last version before the one-pass command and the shared ScanSource.
+# The converters' last version before the one-pass command and the shared ScanSource,
+# and the lung mask's last version before its speed-only changes (OpenCV EDT).
 BASELINE_REF = 'fcc4f4e~1'
+BASELINE_LUNG_REF = '50babe3~1'
+
+
+def _short(ref: str) -> str:
+    return subprocess.run(['git', 'rev-parse', '--short', ref], cwd=REPO, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def _children_cpu() -> float:
@@ -254,13 +261,17 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _export_tree(ref: str, folder: Path) -> Path:
-    """``data_prep/`` at ``ref`` and the working tree's ``projects/`` in ``folder``."""
+def _export_tree(ref: str, lung_ref: str, folder: Path) -> Path:
+    """``data_prep/`` at ``ref``, the working tree's ``projects/`` with ``ct/lung.py`` at
+    ``lung_ref``, in ``folder``."""
     archive = subprocess.run(['git', 'archive', ref, 'data_prep'], cwd=REPO, check=True,
                              capture_output=True).stdout
     subprocess.run(['tar', '-x', '-C', str(folder)], input=archive, check=True)
     shutil.copytree(REPO / 'projects', folder / 'projects',
                     ignore=shutil.ignore_patterns('__pycache__'))
+    lung = 'projects/lung_nodule/ct/lung.py'
+    (folder / lung).write_bytes(subprocess.run(['git', 'show', f'{lung_ref}:{lung}'], cwd=REPO,
+                                               check=True, capture_output=True).stdout)
     return folder
 
 
@@ -302,13 +313,14 @@ def _read_floor(data: Path, num: int, repeats: int = 3) -> tuple[float, float]:
     return sum(walls) / len(walls), sum(cpus) / len(cpus)
 
 
-def before_after(data: Path, out: Path, num: int, ref: str, repeats: int, workers: int) -> None:
+def before_after(data: Path, out: Path, num: int, ref: str, lung_ref: str, repeats: int,
+                 workers: int) -> None:
     """Baseline converters at ``ref`` against today's (see the module docstring)."""
     common = ['--luna-root', str(data), '--annotations', str(data / 'annotations.csv'),
               '--workers', str(workers)]
     counts = ['--counts', '2400', '800', '800']
     with tempfile.TemporaryDirectory(prefix='bench_baseline_') as tmp:
-        old_tree = _export_tree(ref, Path(tmp))
+        old_tree = _export_tree(ref, lung_ref, Path(tmp))
         old = [sys.executable, str(old_tree / 'data_prep/luna16_to_coco.py')], \
             [sys.executable, str(old_tree / 'data_prep/luna16_to_patches.py')]
         new = [sys.executable, 'data_prep/luna16_to_coco.py'], \
@@ -355,8 +367,8 @@ def before_after(data: Path, out: Path, num: int, ref: str, repeats: int, worker
     print()
     print(f'Date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} '
           f'cores ({platform.processor() or platform.machine()}); {num} synthetic scans; '
-          f'--workers {workers}; baseline {ref} '
-          f'({subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True, text=True).stdout.strip()}); '
+          f'--workers {workers}; baseline: data_prep/ at {ref} ({_short(ref)}), ct/lung.py at '
+          f'{lung_ref} ({_short(lung_ref)}); '
           f'read floor (read_scan from the page cache, mean of best of 3): {read_wall:.2f} s wall, '
           f'{read_cpu:.2f} s CPU per scan; a command\'s start-up (imports, `--help`) {startup:.2f} s CPU.')
     print()
@@ -383,6 +395,9 @@ def main() -> int:
                         help=f'only the before/after comparison of the converters: their code at '
                              f'REV (e.g. {BASELINE_REF}, the last before the one-pass command) '
                              f'against today\'s, interleaved')
+    parser.add_argument('--baseline-lung-ref', default=BASELINE_LUNG_REF, metavar='REV',
+                        help='ct/lung.py of the baseline (the rest of projects/ is the working '
+                             'tree\'s)')
     parser.add_argument('--repeats', type=int, default=2,
                         help='rounds of the --baseline-ref comparison')
     parser.add_argument('--lung-mask-only', action='store_true',
@@ -401,7 +416,7 @@ def main() -> int:
         stamp.touch()
     if args.baseline_ref:
         before_after(data, args.out / 'before_after', args.num_scans, args.baseline_ref,
-                     args.repeats, max(args.workers))
+                     args.baseline_lung_ref, args.repeats, max(args.workers))
         return 0
     if args.lung_mask_only:
         print(f'Date {datetime.date.today().isoformat()}; {os.cpu_count()} cores; load average '
