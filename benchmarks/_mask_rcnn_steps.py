@@ -10,10 +10,12 @@ bench_gpu.py runs where neither may be installed.
 from __future__ import annotations
 
 import copy
+import importlib
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,24 +36,25 @@ __all__ = [
 ]
 
 
-def load_config(path: str | Path, cfg_options: dict | None = None) -> Config:
+def load_config(path: str | Path, cfg_options: dict | None = None,
+                modules: Sequence[str] = ('projects.lung_nodule.registry', )) -> Config:
     """The config with ``--cfg-options`` merged and no weights to download.
 
     ``load_from`` and the backbone's ``init_cfg`` are cleared: a benchmark's speed does
-    not depend on the weights, and nothing can be downloaded offline.
+    not depend on the weights, and nothing can be downloaded offline. Instead of the
+    config's ``custom_imports`` (the whole registry), ``modules`` are imported: a
+    benchmark of the model alone needs only ``projects.lung_nodule.models``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'config not found: {path}')
-    cfg = Config.fromfile(str(path))
+    cfg = Config.fromfile(str(path), import_custom_modules=False)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.load_from = None
     cfg.model.backbone.init_cfg = None
-    if cfg.get('custom_imports'):
-        import importlib
-        for name in cfg.custom_imports['imports']:
-            importlib.import_module(name)
+    for name in modules:
+        importlib.import_module(name)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     return cfg
 

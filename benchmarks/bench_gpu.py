@@ -105,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     config = Path(args.config)
     if not config.is_absolute() and not config.exists():
         config = REPO / config
-    cfg = load_config(config, args.cfg_options)
+    # The model's modules only; the datasets and transforms with --data-root.
+    modules = ['projects.lung_nodule.models']
+    if args.data_root is not None:
+        modules.append('projects.lung_nodule.registry')
+    cfg = load_config(config, args.cfg_options, modules)
     steps = args.warmup + args.iters
     n_batches = min(steps, 8)
 
@@ -133,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [args.train_batch_size] if kind == 'train' else args.infer_batch_sizes
         for batch_size in sizes:
             row = dict(mode=mode, batch_size=batch_size)
-            if kind == 'train' and amp and device.type != 'cuda':
-                row['skipped'] = "mmengine's AmpOptimWrapper needs a GPU"
+            if amp and device.type != 'cuda':
+                row['skipped'] = ("AMP is measured on a GPU (mmengine's AmpOptimWrapper needs "
+                                  "one; mmcv's CPU nms takes float32 only)")
                 print(f'{mode:10s} batch {batch_size}: skipped ({row["skipped"]})')
                 results['measurements'].append(row)
                 continue

@@ -128,6 +128,12 @@ def profile_table(cfg, batches: list[dict], args: argparse.Namespace) -> tuple[s
     return table, dict(top=top, roi_share=roi / total)
 
 
+def _write_json(results: dict, path: Path) -> None:
+    tmp = path.with_suffix('.json.tmp')
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(path)
+
+
 def plot_losses(results: dict, path: Path) -> None:
     """Total loss per step of each variant (round 1) side by side, and their difference."""
     import matplotlib
@@ -195,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f'round {r + 1} {v:12s} {run["s_per_step"]:.3f} s/step, '
                   f'{run["cores"]:.2f} cores, final loss {run["loss"][-1]:.4f} '
                   f'(load before {load})', flush=True)
+            _write_json(results, args.out / 'results.json')  # a stopped run keeps its runs
             del model
     for v in args.variants:
         if args.profile_steps:
@@ -211,9 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         diffs = [abs(a - b) for a, b in zip(results['variants'][v]['runs'][0]['loss'],
                                             results['variants'][ref]['runs'][0]['loss'])]
         results['variants'][v]['max_abs_loss_diff_vs_' + ref] = max(diffs)
-    tmp = args.out / 'results.json.tmp'
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(args.out / 'results.json')
+    _write_json(results, args.out / 'results.json')
     plot_losses(results, args.out / 'losses.png')
 
     print(f'\n| variant | s/step (runs) | cores used (runs) | speed-up vs {ref} | '

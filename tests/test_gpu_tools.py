@@ -179,6 +179,18 @@ def test_prepare_stops_before_building_without_gpu_or_nvcc(tmp_path):
     assert not (tmp_path / 'venv').exists()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    'since 22d0fea the registry imports LungCocoDataset, which imports projects.lung_nodule.ct, '
+    'whose __init__ imports ct/geometry.py and so SimpleITK; a GPU machine need not have it '
+    '(prepare.sh says so, tools/train.py fails there). Fix: a lazy ct/__init__, or the '
+    'lung-mask mode check in a module outside ct/. Remove this marker then.'))
+def test_registry_imports_without_simpleitk():
+    """What prepare.sh's last check and tools/train.py on a GPU machine need."""
+    code = 'import sys; sys.modules["SimpleITK"] = None; import projects.lung_nodule.registry'
+    out = _run(sys.executable, '-c', code)
+    assert out.returncode == 0, out.stderr[-1500:]
+
+
 # --- check_ops.py -------------------------------------------------------------------------
 
 def test_check_ops_on_cpu():
@@ -230,7 +242,7 @@ def test_bench_gpu_help_and_bad_arguments(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bench_gpu_runs_on_cpu_without_simpleitk(tmp_path):
-    """The real R101 config, tiny: every mode runs (AMP training needs a GPU: skipped)."""
+    """The real R101 config, tiny: the fp32 modes run (AMP is for a GPU: skipped, said so)."""
     out_json = tmp_path / 'gpu.json'
     code = ('import runpy, sys; sys.modules["SimpleITK"] = None; '  # import would fail
             'sys.argv = sys.argv[1:]; '
@@ -244,9 +256,10 @@ def test_bench_gpu_runs_on_cpu_without_simpleitk(tmp_path):
     rows = {(r['mode'], r['batch_size']): r for r in results['measurements']}
     assert set(rows) == {('train-fp32', 1), ('train-amp', 1), ('infer-fp32', 1),
                          ('infer-fp32', 2), ('infer-amp', 1), ('infer-amp', 2)}
-    assert 'needs a GPU' in rows[('train-amp', 1)]['skipped']
     for key, row in rows.items():
-        if key != ('train-amp', 1):
+        if key[0].endswith('amp'):
+            assert 'AMP is measured on a GPU' in row['skipped']
+        else:
             assert row['images_per_s'] > 0 and row['peak_gpu_gib'] is None
     assert torch.isfinite(torch.tensor(rows[('train-fp32', 1)]['final_loss']))
-    assert '| infer-amp | 2 |' in out.stdout
+    assert '| infer-fp32 | 2 |' in out.stdout
