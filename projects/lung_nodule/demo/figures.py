@@ -33,7 +33,7 @@ def _atomic_savefig(fig, path: Path, dpi: int = 100) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.stem}.tmp{path.suffix}')
-    fig.savefig(tmp, dpi=dpi)
+    fig.savefig(tmp, dpi=dpi, bbox_inches='tight')
     tmp.replace(path)
 
 
@@ -207,9 +207,10 @@ def plot_overlays(overlays: Sequence[Overlay], out_dir: Path, label: str,
         window = _crop_box(ov.gt_mask, crop)
         fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.6))
         dice, score = ov.best
-        titles = (f'ground truth: {ov.diameter_mm:.1f} mm nodule',
-                  f'prediction: score {score:.2f}, Dice {dice:.2f}\n(dotted: ground truth)'
-                  if score else 'prediction: none above threshold\n(dotted: ground truth)')
+        titles = (f'ground truth: {ov.diameter_mm:.1f} mm nodule\n'
+                  f'scan ...{ov.seriesuid[-6:]}, slice z={ov.z_index}',
+                  (f'prediction on it: score {score:.2f}, Dice {dice:.2f}' if score
+                   else 'prediction on it: none (score >= 0.5)') + '\n(dotted: ground truth)')
         for ax, title in zip(axes, titles):
             ax.imshow(image[window], cmap='gray', vmin=0, vmax=255, interpolation='bilinear')
             ax.set_title(title, fontsize=10)
@@ -229,10 +230,9 @@ def plot_overlays(overlays: Sequence[Overlay], out_dir: Path, label: str,
         axes[1].contour(ov.gt_mask[window], levels=[0.5], colors=['lime'], linewidths=0.8,
                         linestyles='dotted')
         for ax in axes:
-            ax.text(0.02, 0.02, label, transform=ax.transAxes, color='yellow', fontsize=9,
+            ax.text(0.02, 0.02, f'{label}; {crop}x{crop} px window, upscaled',
+                    transform=ax.transAxes, color='yellow', fontsize=9,
                     va='bottom', bbox=dict(facecolor='black', alpha=0.5, lw=0))
-        fig.suptitle(f'scan ...{ov.seriesuid[-8:]}, slice z={ov.z_index} '
-                     f'({crop}x{crop} px window, upscaled)', fontsize=10)
         fig.tight_layout()
         path = Path(out_dir) / f'overlay_{i}.png'
         _atomic_savefig(fig, path, dpi=90)
