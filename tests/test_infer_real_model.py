@@ -193,3 +193,9 @@ def test_dist_infer_two_ranks_equal_one_run(trained, tmp_path):
         unmatched.remove(match)
     summary = json.loads((tmp_path / 'two/summary.json').read_text())
     assert summary['scans'] == 3 and summary['merged_from'] == 2
+
+
+def test_amp_needs_cuda(tmp_path):
+    from projects.lung_nodule.apis.mmdet_predictor import MMDetSlicePredictor
+    with pytest.raises(ValueError, match='--amp needs a CUDA device'):
+        MMDetSlicePredictor(str(REPO_ROOT / CONFIG), tmp_path / 'unused.pth', amp=True)
