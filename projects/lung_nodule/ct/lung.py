@@ -173,13 +173,22 @@ def _block_any(mask: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     return out.copy() if out is mask else out
 
 
+def _label_2d(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label(mask)`` of a 2D bool array (4-connected components), by OpenCV:
+    the same int32 labels (both number the components in the raster order of their
+    first pixel), in less time."""
+    count, labels = cv2.connectedComponents(np.ascontiguousarray(mask).view(np.uint8),
+                                            connectivity=4, ltype=cv2.CV_32S)
+    return labels, count - 1
+
+
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """2D hole filling: background not connected to the array's border becomes set.
 
     (One labelling of the background; ``ndimage.binary_fill_holes`` iterates dilations
     and is several times slower on lung-sized arrays.)
     """
-    labels, _ = ndimage.label(~mask)
+    labels, _ = _label_2d(~mask)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     outside = np.zeros(labels.max() + 1, dtype=bool)
     outside[border] = True
@@ -280,7 +289,7 @@ def _hull_input(lung: np.ndarray, radius_mm: float, sampling: tuple[float, float
     if not core.any():
         return lung
     centre = np.argwhere(lung).mean(axis=0)
-    thin, count = ndimage.label(lung & ~core)
+    thin, count = _label_2d(lung & ~core)
     for label, where in enumerate(ndimage.find_objects(thin), start=1):
         points = np.argwhere(thin[where] == label) + [w.start for w in where]
         if not _facing(points, centre, midline, sampling):
@@ -500,7 +509,7 @@ class LungMask:
         margin = int(math.ceil(p.max_pocket_extension_mm / min(sampling))) + 1
         box = _bbox(lung, (margin, margin))
         part = lung[box]
-        pockets, count = ndimage.label(_convex_hull(core[box]) & ~part)
+        pockets, count = _label_2d(_convex_hull(core[box]) & ~part)
         if count == 0:
             return lung
         pixel_area = sampling[0] * sampling[1]
@@ -548,7 +557,7 @@ class LungMask:
         if not self._coarse[z].any():
             return None
         air = self.volume[z] < self.params.threshold_hu
-        labels, count = ndimage.label(air)
+        labels, count = _label_2d(air)
         overlap = np.bincount(labels[air & self._upsampled(z)], minlength=count + 1)
         overlap[0] = 0
         outside = _side_face_labels(labels)
