@@ -208,6 +208,10 @@ class Experiment:
         run_dir = self.run_dir(arm, seed)
         metrics_file = run_dir / 'metrics.json'
         if metrics_file.exists():
+            done_iters = json.loads(metrics_file.read_text()).get('iters')
+            if done_iters != a.iters:
+                raise SystemExit(f'{metrics_file}: a run of {done_iters} steps, not --iters '
+                                 f'{a.iters}; give runs of another length another --out')
             print(f'=== {arm.name} seed {seed}: {metrics_file} exists, skipped', flush=True)
             return run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
