@@ -31,6 +31,9 @@ Runs are resumable: each finished scan leaves ``OUT/.scans/<seriesuid>.json`` (w
 last, atomically); a re-run skips scans whose record matches the inputs and options,
 then assembles the JSON files again.
 
+``data_prep/luna16_prepare.py`` runs the slice and the patch export in one pass (each scan
+read and its lung mask made once; the same outputs).
+
 Example::
 
     python data_prep/luna16_to_coco.py --luna-root data/LUNA16 \\

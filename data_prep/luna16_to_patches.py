@@ -32,6 +32,9 @@ recorded in ``OUT/info.json``. Output, readable by mmpretrain's ``CustomDataset`
 Resumable: the per-scan candidates are cached in ``OUT/.scans/`` (``.npz`` + a ``.json``
 record written last); selection and PNG writing are redone on every run.
 
+``data_prep/luna16_prepare.py`` runs the slice and the patch export in one pass (each scan
+read and its lung mask made once; the same outputs).
+
 Example::
 
     python data_prep/luna16_to_patches.py --luna-root data/LUNA16 \\
