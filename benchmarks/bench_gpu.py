@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mode:10s} batch {batch_size}: {row['images_per_s']:.1f} images/s "
                   f"({row['s_per_step'] * 1e3:.0f} ms/step){peak}", flush=True)
             del model, batches
-    results['simpleitk_imported'] = 'SimpleITK' in sys.modules
+    results['simpleitk_imported'] = sys.modules.get('SimpleITK') is not None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix('.tmp')
     tmp.write_text(json.dumps(results, indent=1))
