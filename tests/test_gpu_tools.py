@@ -179,11 +179,6 @@ def test_prepare_stops_before_building_without_gpu_or_nvcc(tmp_path):
     assert not (tmp_path / 'venv').exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'since 22d0fea the registry imports LungCocoDataset, which imports projects.lung_nodule.ct, '
-    'whose __init__ imports ct/geometry.py and so SimpleITK; a GPU machine need not have it '
-    '(prepare.sh says so, tools/train.py fails there). Fix: a lazy ct/__init__, or the '
-    'lung-mask mode check in a module outside ct/. Remove this marker then.'))
 def test_registry_imports_without_simpleitk():
     """What prepare.sh's last check and tools/train.py on a GPU machine need."""
     code = 'import sys; sys.modules["SimpleITK"] = None; import projects.lung_nodule.registry'

@@ -8,31 +8,58 @@ Axis conventions (SimpleITK's, as MONAI's ITK reader): numpy volumes are ``(z, y
 spacing, origin, indices and world points are ``(x, y, z)``; a slice pixel
 ``(row, col)`` is ``(y index, x index)``; ``direction`` is ``GetDirection()``'s 9
 numbers (row-major 3x3).
-"""
-from .geometry import ScanGeometry
-from .io import (CTScan, DicomSeries, ScanReadError, find_dicom_series, read_scan,
-                 read_scan_geometry, scan_id_for, scan_id_from_path, select_dicom_series)
-from .linking import (LinkedNodule, SliceDetections, link_detections, linked_to_label_volume,
-                      nodule_probability)
-from .luna16 import (ANNOTATION_COLUMNS, NoduleAnnotation, RowProblem, find_scans,
-                     read_annotations, seriesuid_problem)
-from .lung import LungMask, LungMaskParams, segment_lungs
-from .measure import (NODULE_COLUMNS, NoduleMeasurement, measure_label_volume, nodule_table_csv,
-                      read_label_volume, write_nodule_table)
-from .nodules import LocatedNodule, locate_nodules, nodule_masks_on_slice, select_nodule_slices
-from .slice_image import slice_to_uint8
-from .sphere import cross_section_radius_mm, nearest_slices, sphere_cross_section
-from .window import HU_MAX, HU_MIN, hu_to_uint8, window_hu
 
-__all__ = [
-    'ANNOTATION_COLUMNS', 'CTScan', 'DicomSeries', 'HU_MAX', 'HU_MIN', 'LinkedNodule',
-    'LocatedNodule', 'LungMask', 'LungMaskParams', 'NODULE_COLUMNS', 'NoduleAnnotation',
-    'NoduleMeasurement', 'RowProblem', 'ScanGeometry', 'ScanReadError', 'SliceDetections',
-    'cross_section_radius_mm', 'find_dicom_series', 'find_scans', 'hu_to_uint8',
-    'link_detections', 'linked_to_label_volume', 'locate_nodules', 'measure_label_volume',
-    'nearest_slices', 'nodule_masks_on_slice', 'nodule_probability', 'nodule_table_csv',
-    'read_annotations', 'read_label_volume', 'read_scan', 'read_scan_geometry',
-    'scan_id_for', 'scan_id_from_path', 'segment_lungs', 'select_dicom_series',
-    'select_nodule_slices', 'seriesuid_problem', 'slice_to_uint8', 'sphere_cross_section',
-    'window_hu', 'write_nodule_table',
-]
+Names are imported lazily (PEP 562): ``from projects.lung_nodule.ct import read_scan``
+loads only what ``read_scan`` needs, so a module that wants the lung-mask modes or the
+nodule columns does not pull in SimpleITK, scipy or pydicom.
+"""
+
+from importlib import import_module
+from typing import Any
+
+# submodule -> the public names it provides
+_EXPORTS = {
+    'geometry': ('ScanGeometry',),
+    'io': (
+        'CTScan', 'DicomSeries', 'ScanReadError', 'find_dicom_series', 'read_scan',
+        'read_scan_geometry', 'scan_id_for', 'scan_id_from_path', 'select_dicom_series'
+    ),
+    'linking': (
+        'LinkedNodule', 'SliceDetections', 'link_detections', 'linked_to_label_volume',
+        'nodule_probability'
+    ),
+    'luna16': (
+        'ANNOTATION_COLUMNS', 'NoduleAnnotation', 'RowProblem', 'find_scans',
+        'read_annotations', 'seriesuid_problem'
+    ),
+    'lung': ('LungMask', 'LungMaskParams', 'segment_lungs'),
+    'lung_mask_mode': (
+        'DEFAULT_LUNG_MASK_MODE', 'LUNG_MASK_MODES', 'MIN_IN_LUNG_FRACTION', 'check_lung_mask_mode'
+    ),
+    'measure': (
+        'NODULE_COLUMNS', 'NoduleMeasurement', 'measure_label_volume', 'nodule_table_csv',
+        'read_label_volume', 'write_nodule_table'
+    ),
+    'nodules': (
+        'LocatedNodule', 'locate_nodules', 'nodule_masks_on_slice', 'select_nodule_slices'
+    ),
+    'slice_image': ('mask_in_lung_fraction', 'slice_to_uint8'),
+    'sphere': ('cross_section_radius_mm', 'nearest_slices', 'sphere_cross_section'),
+    'window': ('HU_MAX', 'HU_MIN', 'hu_to_uint8', 'window_hu'),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(import_module(f'.{module}', __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

@@ -23,25 +23,12 @@ import numpy as np
 
 from .io import CTScan
 from .lung import LungMask
+from .lung_mask_mode import (DEFAULT_LUNG_MASK_MODE, LUNG_MASK_MODES, MIN_IN_LUNG_FRACTION,
+                             check_lung_mask_mode)
 from .window import hu_to_uint8
 
 __all__ = ['DEFAULT_LUNG_MASK_MODE', 'LUNG_MASK_MODES', 'MIN_IN_LUNG_FRACTION',
            'check_lung_mask_mode', 'mask_in_lung_fraction', 'slice_to_uint8']
-
-LUNG_MASK_MODES = ('blank', 'filter')
-DEFAULT_LUNG_MASK_MODE = 'blank'
-# In 'filter' mode a detection is kept when at least this fraction of its mask lies in
-# the lung mask: a nodule that indents the lung from the wall has most of its pixels in
-# the (hull-completed) lung mask, a finding in the chest wall or the heart has few.
-MIN_IN_LUNG_FRACTION = 0.5
-
-
-def check_lung_mask_mode(mode: str) -> str:
-    """Return ``mode`` if it is one of :data:`LUNG_MASK_MODES`, else raise ValueError."""
-    if mode not in LUNG_MASK_MODES:
-        raise ValueError(f'unknown lung mask mode {mode!r}; expected one of {LUNG_MASK_MODES}')
-    return mode
-
 
 def slice_to_uint8(scan: CTScan, z_index: int, lungs: LungMask | None,
                    mode: str = DEFAULT_LUNG_MASK_MODE) -> np.ndarray:

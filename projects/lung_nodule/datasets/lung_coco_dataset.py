@@ -6,7 +6,7 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.fileio import get_local_path
 
-from ..ct.slice_image import check_lung_mask_mode
+from ..ct.lung_mask_mode import check_lung_mask_mode
 
 __all__ = ['LungCocoDataset']
 
