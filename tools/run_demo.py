@@ -225,7 +225,9 @@ def detector_cfg_options(coco_root: Path, backbone: Path, iters: int, image_size
     opts += [f'train_cfg.max_iters={iters}', f'default_hooks.checkpoint.interval={iters}',
              f'param_scheduler.1.end={iters}',
              f'param_scheduler.1.milestones=[{int(iters * LR_STEP_FRACTION)}]',
-             f'randomness.seed={seed}']
+             f'randomness.seed={seed}',
+             # at least 4 logged points for the loss curve, even in a toy run
+             f'default_hooks.logger.interval={max(1, min(10, iters // 4))}']
     opts += [f'custom_hooks.0.stages.{i}.begin={stage_begin(fraction, iters)}'
              for i, (_, fraction) in enumerate(STAGE_FRACTIONS)]
     return opts
