@@ -140,6 +140,22 @@ class Experiment:
     def run_dir(self, arm: Arm, seed: int) -> Path:
         return self.out / 'runs' / arm.name / f'seed{seed}'
 
+    def arm_config(self, arm: Arm) -> Path:
+        """The arm's config as it was when the experiment first started (``OUT/configs/``).
+
+        Every run of the experiment, resumed ones included, trains from this frozen copy
+        (mmengine's merged dump), so an edit of the repository's configs while the
+        experiment runs (they are tuned) cannot make its arms or seeds differ.
+        """
+        path = self.out / 'configs' / f'{arm.name}.py'
+        if not path.exists():
+            from mmengine.config import Config
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f'.{path.stem}.tmp.py')
+            Config.fromfile(str(REPO_ROOT / arm.config)).dump(str(tmp))
+            tmp.replace(path)
+        return path
+
     # -- shared data ---------------------------------------------------------------------
     def shared_steps(self) -> list[run_demo.Step]:
         """Synthetic scans, the COCO export of each mode, patches, the patch classifier.
@@ -219,12 +235,13 @@ class Experiment:
         py = run_demo._py
         train, test, infer, evald = (run_dir / n for n in ('train', 'test', 'infer', 'eval'))
         ckpt = train / f'iter_{a.iters}.pth'
-        config_used = train / Path(arm.config).name
+        config = self.arm_config(arm)
+        config_used = train / config.name
         predictions = test / 'predictions.pkl'
         coco = self.coco_root(arm.lung_mask_mode)
         steps = [
             run_demo.Step('train', f'train {arm.name} seed {seed}', py(
-                'tools/train.py', arm.config, '--work-dir', train, '--cfg-options',
+                'tools/train.py', config, '--work-dir', train, '--cfg-options',
                 *self.cfg_options(arm, seed)), [ckpt, config_used]),
             run_demo.Step('test', f'test {arm.name} seed {seed}', py(
                 'tools/test.py', config_used, ckpt, '--eval', 'segm', '--work-dir', test,
@@ -264,7 +281,7 @@ class Experiment:
         scalars = sorted(train.glob('*/vis_data/scalars.json'))
         record = {
             'arm': arm.name, 'seed': seed, 'run_dir': str(run_dir), 'iters': a.iters,
-            'config': arm.config, 'lung_mask_mode': arm.lung_mask_mode,
+            'config': arm.config, 'config_frozen': str(config), 'lung_mask_mode': arm.lung_mask_mode,
             'patch_backbone': arm.patch_backbone, 'figures': figures, 'missing': missing,
             'false_positives': counts.as_dict(),
             'sources': {'test_metrics': str(test / 'test_metrics.json'),
@@ -310,8 +327,9 @@ class Experiment:
         if steps_json.exists():
             shared = '\n'.join(f"- {v['title']}: `{v['command'].replace(sys.executable, 'python')}`"
                                for v in json.loads(steps_json.read_text()).values())
-        arms = '\n'.join(f'- `{arm.name}`: {arm.description} (`{arm.config}`, lung mask mode '
-                         f'`{arm.lung_mask_mode}`)' for arm in self.arms)
+        arms = '\n'.join(f'- `{arm.name}`: {arm.description} (`{arm.config}` as frozen in '
+                         f'`{self.arm_config(arm)}`, lung mask mode `{arm.lung_mask_mode}`)'
+                         for arm in self.arms)
         body = '\n'.join([
             f'### {self.title}', '',
             f'Status: {status}. Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} '
@@ -347,6 +365,8 @@ class Experiment:
 
     def run_all(self) -> None:
         self.make_shared()
+        for arm in self.arms:  # frozen before any run: all arms from the same sources
+            self.arm_config(arm)
         for arm, seed in self.planned():
             self.run_one(arm, seed)
             self.write_results()
