@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 
 from mmdet.registry import MODELS as DET_MODELS
@@ -58,7 +59,9 @@ def test_patch_classifier_backbone_loads_into_the_demo_detector(repo_root, tmp_p
     from mmpretrain.registry import MODELS as CLS_MODELS
 
     cls_cfg = Config.fromfile(str(repo_root / 'configs/patch_cls/resnet18_1xb64_lung-patch_demo.py'))
-    classifier = CLS_MODELS.build(cls_cfg.model)
+    # in mmpretrain's scope: earlier tests may leave mmdet as the default scope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        classifier = CLS_MODELS.build(cls_cfg.model)
     torch.save({'state_dict': classifier.state_dict()}, tmp_path / 'cls.pth')
 
     register_mmdet()
