@@ -20,9 +20,9 @@ Each step is the real tool a user would run (a subprocess; its command is in the
 No network is needed (no weights are downloaded: the backbone comes from step 4).
 Runs are resumable: a step whose outputs exist is skipped (``--restart`` redoes all).
 A step whose tool is not in this checkout is skipped with a message, and the report
-says so. Measured with the defaults (benchmarks/RESULTS.md): 22 min of CPU time (data 1,
-patch classifier 7, Mask R-CNN 11, test + inference + evaluation 3.3), 49 min wall on 2
-cores that other jobs shared; the issue's budget is 15 min.
+says so. Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md): 16.0 min wall,
+22.6 min of CPU time (data 0.5 min wall, patch classifier 1.9, Mask R-CNN 10.8, test +
+inference + evaluation 2.9); the issue's budget is 15 min.
 
 Example::
 
@@ -69,7 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description='The paper\'s whole method (patch classifier -> its backbone in Mask '
                     'R-CNN -> staged fine-tune -> test, whole-scan inference, FROC) on '
                     'synthetic LUNA16, ending in OUT/REPORT.md. Measured with the defaults: '
-                    '22 min of CPU time (49 min wall on 2 cores shared with other jobs).',
+                    '16 min on 2 idle CPU cores (22.6 min of CPU time).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', type=Path, default=Path('work_dirs/demo'), help='output folder')
     parser.add_argument('--data-root', type=Path, default=None,
@@ -77,8 +77,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              'annotations_excluded.csv): skips the synthetic step; cost grows '
                              'with its size (888 scans: hours for the data steps alone)')
     parser.add_argument('--num-scans', type=int, default=40,
-                        help='synthetic scans, ~4 nodules each (~1.5 s each to make, ~1.5 s '
-                             'to convert; each test scan also costs ~4 s of inference)')
+                        help='synthetic scans, ~4 nodules each (~0.5 CPU s each to make, ~1 s '
+                             'to convert; each test scan also costs ~9 s of inference)')
     parser.add_argument('--shape', type=int, nargs=3, default=(48, 256, 256),
                         metavar=('Z', 'Y', 'X'),
                         help='voxels per synthetic scan (>= 256 in-plane for 50 px patches; '
@@ -97,10 +97,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='patches per split, 1:1 (training: ~25 ms of 2 cores per patch '
                              'and epoch)')
     parser.add_argument('--patch-epochs', type=int, default=2,
-                        help='patch classifier epochs (~200 CPU s each with 3000 patches)')
+                        help='patch classifier epochs (~90 CPU s each with 3000 patches)')
     parser.add_argument('--iters', type=int, default=900,
-                        help='Mask R-CNN steps of two 160 px crops (~0.7 CPU s each, ~0.5 s '
-                             'on 2 idle cores); the stages take 1/4, 1/2 and 1/4 of them')
+                        help='Mask R-CNN steps of two 160 px crops (~0.3 s each on 2 idle '
+                             'cores while only the heads train, ~0.7 s once all layers do); '
+                             'the stages take 1/4, 1/2 and 1/4 of them')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the synthetic data and the split')
     parser.add_argument('--train-seed', type=int, default=0,

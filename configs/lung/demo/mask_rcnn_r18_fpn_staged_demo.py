@@ -90,8 +90,9 @@ train_dataloader = dict(
 val_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
 
-# Minutes, not 24 epochs: iteration-based, 900 steps of 2 crops (~0.7 CPU
-# seconds each: ~7 minutes on 2 cores). Validation only once, at the end (the
+# Minutes, not 24 epochs: iteration-based, 900 steps of 2 crops (~0.3 s each on
+# 2 idle cores while only the heads train, ~0.7 s once all layers do: ~10.5
+# minutes in all, benchmarks/RESULTS.md). Validation only once, at the end (the
 # loop always validates after its last step); tools/test.py measures the test split.
 max_iters = 900
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
