@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser, seeds: int, iters: int,
     parser.add_argument('--seeds', type=int, default=seeds,
                         help='training seeds per arm (0..N-1); each run is one training')
     parser.add_argument('--iters', type=int, default=iters,
-                        help='Mask R-CNN steps per run (the demo trains 900: ~5-6 min of 2 idle cores)')
+                        help='Mask R-CNN steps per run (the demo trains 900: ~10.5 min of 2 idle cores)')
     parser.add_argument('--val-points', type=int, default=6,
                         help='validations per training (the curves; each ~10-20 s)')
     parser.add_argument('--num-scans', type=int, default=40, help='synthetic scans')

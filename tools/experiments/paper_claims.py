@@ -15,9 +15,10 @@ seed; every run's directory; command, machine, date) and the validation curves p
 (benchmarks/figures/paper-claims_val_curves.png) are rewritten after every run.
 
 Resumable: run the same command again; finished steps and runs are skipped (see
-tools/experiments/_runner.py). Cost on 2 idle CPU cores: ~8 min shared (data + patch
-classifier), then ~9 min per run at 900 steps (~6 training, ~1 validation, ~2 test,
-inference and FROC): 9 runs ~ 1.5 h; more when other jobs share the cores.
+tools/experiments/_runner.py). Cost on 2 idle CPU cores (measured 2026-11-30,
+benchmarks/RESULTS.md): ~2 min shared (data + patch classifier), then ~14 min per run at
+900 steps (~10.5 training, ~1 validation, ~3 test, inference and FROC): 9 runs ~ 2 h;
+more when other jobs share the cores.
 
 Example::
 
