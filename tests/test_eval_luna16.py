@@ -144,6 +144,29 @@ def test_pairing_falls_back_to_the_nearest_row(tmp_path):
     assert any('c.csv, line 7' in w and 'nearest (2, 0.20 mm away)' in w for w in warnings)
 
 
+def test_data_label_goes_into_every_figure_and_the_report(tool, case, monkeypatch):
+    """A figure seen on its own must say what data it shows (the demo: synthetic)."""
+    from projects.lung_nodule.evaluation import luna16_eval
+    titles = []
+    for name in ('froc_png', 'bland_altman_png'):
+        real = getattr(luna16_eval, name)
+
+        def spy(*args, _real=real, **kwargs):
+            titles.append(args[1])
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(luna16_eval, name, spy)
+    assert run_tool(tool, case, '--nodules-dir', str(case / 'infer'),
+                    '--data-label', 'synthetic data') == 0
+    assert len(titles) == 2 and all(t.startswith('synthetic data: ') for t in titles)
+    assert metrics_of(case)['data_label'] == 'synthetic data'
+    assert (case / 'out' / 'metrics.md').read_text().startswith(
+        '# LUNA16 FROC (synthetic data, scan-list)')
+    titles.clear()
+    assert run_tool(tool, case, '--nodules-dir', str(case / 'infer'), out='plain') == 0
+    assert len(titles) == 2 and not any('synthetic' in t for t in titles)
+    assert metrics_of(case, 'plain')['data_label'] is None
+
+
 def test_scan_list_from_splits_and_protocol_labels(tool, case):
     write(case / 'fold0_splits.csv', 'seriesuid,split\nP1,test\nP2,train\nP3,val\n')
     write(case / 'fold1_splits.csv', 'seriesuid,split\nP1,train\nP2,test\nP3,test\n')

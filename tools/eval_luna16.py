@@ -71,6 +71,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='how the scans were split, for the report (default: '
                              'cross-validation with several --candidates files, random-split '
                              'with --splits, scan-list with --seriesuids)')
+    parser.add_argument('--data-label', default=None,
+                        help='what the data are, written into the figures\' titles (e.g. '
+                             '"synthetic data": a PNG seen alone is not taken for real scans)')
     parser.add_argument('--bootstrap', type=int, default=1000,
                         help='bootstrap samples over scans for the 95%% intervals (0: none)')
     parser.add_argument('--seed', type=int, default=0, help='bootstrap seed')
@@ -99,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             annotations=args.annotations, candidates=args.candidates, scans=scans,
             scans_source=source, excluded=args.excluded, nodules_dir=args.nodules_dir,
             reference_labels=args.reference_labels, protocol=args.protocol or protocol,
-            scan_list_warnings=list_warnings)
+            scan_list_warnings=list_warnings, data_label=args.data_label)
         metrics = evaluate_luna16(inputs, args.out, args.bootstrap, args.seed)
     except (FileNotFoundError, ValueError) as exc:
         logging.error('%s', exc)

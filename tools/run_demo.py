@@ -308,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                    '--nodules-dir', infer_dir, '--out', eval_dir)
     if excluded.exists() or synthetic:
         eval_cmd += ['--excluded', str(excluded)]
+    if synthetic:
+        eval_cmd += ['--data-label', 'synthetic data']
     steps.append(Step('eval', 'LUNA16 FROC / CPM and diameter agreement', eval_cmd,
                       [eval_dir / 'metrics.json'], tool=Path('tools/eval_luna16.py')))
 

@@ -58,6 +58,8 @@ class Luna16Inputs:
         reference_labels: Reference label volumes (``<seriesuid>.nii.gz``).
         protocol: A key of :data:`PROTOCOLS`.
         scan_list_warnings: Problems met while reading the list.
+        data_label: What the data are (e.g. "synthetic data"), written into every
+            figure so that a PNG seen on its own is not taken for a real-scan result.
     """
 
     annotations: Path
@@ -69,6 +71,7 @@ class Luna16Inputs:
     reference_labels: Path | None = None
     protocol: str = 'random-split'
     scan_list_warnings: list[str] = field(default_factory=list)
+    data_label: str | None = None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -149,11 +152,12 @@ def evaluate_luna16(inputs: Luna16Inputs, out_dir: str | os.PathLike,
     for message in warnings:
         logger.warning(message)
 
-    title = f'LUNA16 FROC - {_PROTOCOL_TITLES[inputs.protocol]}'
+    prefix = f'{inputs.data_label}: ' if inputs.data_label else ''
+    title = f'{prefix}LUNA16 FROC - {_PROTOCOL_TITLES[inputs.protocol]}'
     _atomic_write(out_dir / 'froc.png', froc_png(result, title))
     if pairs is not None:
         _atomic_write(out_dir / 'bland_altman.png', bland_altman_png(
-            pairs, f'Size agreement on detected nodules ({len(pairs)} paired)',
+            pairs, f'{prefix}size agreement on detected nodules ({len(pairs)} paired)',
             metrics['size_agreement']['reference']))
     _atomic_write(out_dir / 'metrics.json', (json.dumps(metrics, indent=1) + '\n').encode())
     _atomic_write(out_dir / 'metrics.md', metrics_markdown(metrics).encode())
@@ -165,6 +169,7 @@ def _froc_metrics(result: FrocResult, inputs: Luna16Inputs, bootstrap_samples: i
     metrics: dict[str, Any] = {
         'protocol': inputs.protocol,
         'protocol_note': PROTOCOLS[inputs.protocol],
+        'data_label': inputs.data_label,
         'cpm': _finite_or_none(result.cpm),
         'sensitivity': {k: _finite_or_none(v) for k, v in result.sensitivity.items()},
     }
@@ -205,7 +210,8 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     labels = ['1/8', '1/4', '1/2', '1', '2', '4', '8']
     keys = [point_key(p) for p in FROC_POINTS]
     counts = metrics['counts']
-    lines = [f'# LUNA16 FROC ({metrics["protocol"]})', '',
+    data = f'{metrics["data_label"]}, ' if metrics.get('data_label') else ''
+    lines = [f'# LUNA16 FROC ({data}{metrics["protocol"]})', '',
              f'Protocol: {metrics["protocol_note"]}.', '',
              '| FP per scan | ' + ' | '.join(labels) + ' | CPM |',
              '|---|' + '---|' * (len(labels) + 1),
