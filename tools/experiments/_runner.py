@@ -140,14 +140,19 @@ class Experiment:
     def run_dir(self, arm: Arm, seed: int) -> Path:
         return self.out / 'runs' / arm.name / f'seed{seed}'
 
+    def arm_config_path(self, arm: Arm) -> Path:
+        """Where :meth:`arm_config` keeps the arm's frozen config (nothing is written)."""
+        return self.out / 'configs' / f'{arm.name}.py'
+
     def arm_config(self, arm: Arm) -> Path:
         """The arm's config as it was when the experiment first started (``OUT/configs/``).
 
         Every run of the experiment, resumed ones included, trains from this frozen copy
         (mmengine's merged dump), so an edit of the repository's configs while the
-        experiment runs (they are tuned) cannot make its arms or seeds differ.
+        experiment runs (they are tuned) cannot make its arms or seeds differ. Frozen on
+        the first call.
         """
-        path = self.out / 'configs' / f'{arm.name}.py'
+        path = self.arm_config_path(arm)
         if not path.exists():
             from mmengine.config import Config
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,7 +333,7 @@ class Experiment:
             shared = '\n'.join(f"- {v['title']}: `{v['command'].replace(sys.executable, 'python')}`"
                                for v in json.loads(steps_json.read_text()).values())
         arms = '\n'.join(f'- `{arm.name}`: {arm.description} (`{arm.config}` as frozen in '
-                         f'`{self.arm_config(arm)}`, lung mask mode `{arm.lung_mask_mode}`)'
+                         f'`{self.arm_config_path(arm)}`, lung mask mode `{arm.lung_mask_mode}`)'
                          for arm in self.arms)
         body = '\n'.join([
             f'### {self.title}', '',
