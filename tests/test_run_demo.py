@@ -76,6 +76,15 @@ def test_patch_classifier_backbone_loads_into_the_demo_detector(repo_root, tmp_p
         assert torch.equal(tensor, classifier.state_dict()[f'backbone.{name}']), name
 
 
+def test_inference_runs_in_shards_from_two_workers(repo_root, monkeypatch):
+    run_demo = _run_demo_module(repo_root, monkeypatch)
+    one = run_demo.infer_command(1, 'cfg.py', 'w.pth', 'luna', '--out', 'o')
+    assert one == [sys.executable, 'tools/infer_scan.py', 'cfg.py', 'w.pth', 'luna', '--out', 'o']
+    two = run_demo.infer_command(2, 'cfg.py', 'w.pth', 'luna', '--out', 'o')
+    assert two == ['env', f'PYTHON={sys.executable}', 'bash', 'tools/dist_infer.sh', 'cfg.py',
+                   'w.pth', '2', 'luna', '--out', 'o']
+
+
 @pytest.mark.slow
 def test_toy_demo_writes_every_artefact_of_the_report(repo_root, tmp_path):
     out = tmp_path / 'demo'
@@ -102,6 +111,12 @@ def test_toy_demo_writes_every_artefact_of_the_report(repo_root, tmp_path):
         assert {'froc.png', 'bland_altman.png'} <= linked
         assert steps['eval']['status'] == 'ran'
         assert 'CPM' in report
+        # the default 2 workers: inference in two shards (tools/dist_infer.sh), merged
+        assert 'tools/dist_infer.sh' in steps['infer']['command']
+        assert {p.name for p in (out / 'infer').glob('candidates.*-of-2.csv')} == {
+            'candidates.0-of-2.csv', 'candidates.1-of-2.csv'}
+        assert json.loads((out / 'eval/metrics.json').read_text())['data_label'] == \
+            'synthetic data'
     else:
         assert steps['infer']['status'] == 'missing tool'
         assert '## Not run' in report

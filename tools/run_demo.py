@@ -60,7 +60,7 @@ LR_STEP_FRACTION = 0.85
 
 #: What --toy sets: every step runs, in about a minute of 2 CPU cores.
 TOY = dict(num_scans=6, shape=(16, 256, 256), split=(0.5, 0.2, 0.3), patch_counts=(256, 64, 64),
-           patch_epochs=1, iters=6, workers=1)
+           patch_epochs=1, iters=6)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -107,7 +107,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--train-seed', type=int, default=0,
                         help='seed of both trainings (initialisation, sampling, augmentation)')
     parser.add_argument('--workers', type=int, default=2,
-                        help='processes of the data steps and the inference loader')
+                        help='processes of the data steps and of whole-scan inference (2+: '
+                             'tools/dist_infer.sh, one shard of the test scans each)')
     parser.add_argument('--toy', action='store_true',
                         help='every step at toy size (about a minute; for tests): ' + ', '.join(
                             f'--{k.replace("_", "-")} {v}' for k, v in TOY.items()))
@@ -142,6 +143,20 @@ class Step:
 
 def _py(tool: str, *args) -> list[str]:
     return [sys.executable, tool, *(str(a) for a in args)]
+
+
+def infer_command(processes: int, *args) -> list[str]:
+    """``tools/infer_scan.py ARGS``; with 2+ processes ``tools/dist_infer.sh`` (shards merged).
+
+    Why shards on a CPU: a slice batch of this small detector keeps about one core busy
+    (its operators are too small for torch's threads), so two one-thread processes, each
+    on every other scan, finish the test split in 91 s instead of 121 s on 2 cores
+    (benchmarks/RESULTS.md, "The main job").
+    """
+    if processes < 2:
+        return _py('tools/infer_scan.py', *args)
+    return ['env', f'PYTHON={sys.executable}', 'bash', 'tools/dist_infer.sh',
+            *(str(a) for a in args[:2]), str(processes), *(str(a) for a in args[2:])]
 
 
 class Runner:
@@ -298,9 +313,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             'tools/test.py', det_config_used, det_ckpt, '--eval', 'bbox', 'segm', '--work-dir',
             det_test_dir, '--out', predictions),
             [det_test_dir / 'test_metrics.json', predictions]),
-        Step('infer', 'whole-scan inference on every test scan', _py(
-            'tools/infer_scan.py', det_config_used, det_ckpt, luna, '--splits', splits_csv,
-            '--split', 'test', '--out', infer_dir), [infer_dir / 'candidates.csv'],
+        Step('infer', 'whole-scan inference on every test scan', infer_command(
+            args.workers, det_config_used, det_ckpt, luna, '--splits', splits_csv, '--split',
+            'test', '--out', infer_dir), [infer_dir / 'candidates.csv'],
             tool=Path('tools/infer_scan.py')),
     ]
     eval_cmd = _py('tools/eval_luna16.py', '--annotations', annotations, '--candidates',
