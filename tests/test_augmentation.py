@@ -84,6 +84,26 @@ def test_nodule_moved_out_of_the_image_is_dropped():
     assert repr(BoxesFromMasks()) == "BoxesFromMasks(min_area=1, box_type='hbox')"
 
 
+def test_slice_or_crop_without_nodule_passes_with_no_instances():
+    """A negative crop (mmdet's RandomCrop, allow_negative_crop=True) has 0 instances."""
+    crop = build(dict(type='RandomCrop', crop_size=(40, 40), allow_negative_crop=True))
+    sample = ct_like_sample(y0=90, x0=90, side=20)  # the nodule in the bottom-right corner
+    np.random.seed(0)
+    for _ in range(20):  # crops of the top-left 40x40 never hold the nodule
+        results = crop({**sample, 'img': sample['img'].copy()})
+        if len(results['gt_masks']) == 0:
+            break
+    assert len(results['gt_masks']) == 0 and results['gt_masks'].masks.shape[1:] == (40, 40)
+    results = BoxesFromMasks()(results)
+    assert len(results['gt_bboxes']) == len(results['gt_bboxes_labels']) == 0
+    empty = {**ct_like_sample(), 'gt_masks': BitmapMasks(np.zeros((0, SIZE, SIZE), np.uint8),
+                                                         SIZE, SIZE),
+             'gt_bboxes': HorizontalBoxes(np.zeros((0, 4), np.float32)),
+             'gt_bboxes_labels': np.zeros(0, np.int64), 'gt_ignore_flags': np.zeros(0, bool)}
+    results = BoxesFromMasks()(empty)
+    assert results['gt_bboxes'].tensor.shape == (0, 4)
+
+
 def test_config_train_pipeline_on_the_tiny_set(repo_root, tiny_coco_root):
     """Every transform on (prob 1): masks and boxes still enclose each nodule."""
     cfg = Config.fromfile(str(repo_root / 'configs/lung/mask_rcnn_r101_fpn_staged.py'))

@@ -69,7 +69,9 @@ class BoxesFromMasks(BaseTransform):
         if not isinstance(masks, BitmapMasks):
             raise TypeError('BoxesFromMasks needs BitmapMasks (LoadAnnotations with '
                             f'poly2mask=True), got {type(masks).__name__}')
-        keep = masks.masks.reshape(len(masks), -1).sum(axis=1) >= self.min_area
+        # sum over (y, x), not a reshape to (n, -1): n is 0 on a slice or crop without a
+        # nodule (a negative crop), where reshape cannot infer the -1
+        keep = masks.masks.sum(axis=(1, 2)) >= self.min_area
         if not keep.all():
             index = np.flatnonzero(keep)
             masks = masks[index]
