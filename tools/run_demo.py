@@ -12,7 +12,8 @@ Each step is the real tool a user would run (a subprocess; its command is in the
                                             classifier's, fine-tuned heads -> 3+ -> all,
                                             ``configs/lung/demo/mask_rcnn_r18_fpn_staged_demo.py``
 6. ``tools/test.py --eval segm``            COCO segm AP / AP50, Matterport mAP@0.5, Dice
-7. ``tools/infer_scan.py``                  whole-scan inference on every test scan
+7. ``tools/infer_scan.py``                  whole-scan inference on every test scan (with
+                                            ``--workers 2``: ``tools/dist_infer.sh``, 2 shards)
 8. ``tools/eval_luna16.py``                 FROC / CPM with intervals, diameter agreement
 9. ``OUT/REPORT.md``                        commands, seconds (wall and CPU) per step,
                                             figures: loss curve, overlays, FROC, Bland-Altman
