@@ -375,6 +375,31 @@ def test_killed_run_resumes(tool, monkeypatch, no_files_check, tmp_path, scan):
     assert oracle.calls - before == 2 * -(-lung_batches['slices_used']['count'] // 4)
 
 
+def test_outputs_of_another_model_are_run_again_not_resumed(tool, monkeypatch, no_files_check,
+                                                            tmp_path, scan):
+    """A checkpoint retrained at the same path must not resume the old model's scans."""
+    paths, nodules = _cohort(tmp_path, scan, count=2)
+    oracle = _oracle_cli(tool, monkeypatch, nodules)
+    out = tmp_path / 'out'
+    assert _run(tool, paths, out) == 0
+    first = json.loads((out / paths[0].stem / 'done.json').read_text())['model_id']
+    calls = oracle.calls
+    assert _run(tool, paths, out) == 0  # same model: every scan resumed, none run
+    assert oracle.calls == calls
+    assert json.loads((out / 'summary.json').read_text())['scans_resumed'] == 2
+
+    (tmp_path / 'CKPT_UNUSED.pth').write_bytes(b'retrained')  # same path, other weights
+    assert _run(tool, paths, out) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['scans'] == 2 and summary['scans_resumed'] == 0 and oracle.calls > calls
+    second = json.loads((out / paths[0].stem / 'done.json').read_text())['model_id']
+    assert second != first
+    calls = oracle.calls
+    assert _run(tool, paths, out, '--score-thr', '0.3') == 0  # another reading threshold
+    assert json.loads((out / 'summary.json').read_text())['scans_resumed'] == 0
+    assert oracle.calls > calls
+
+
 def test_luna16_root_with_splits(tool, monkeypatch, no_files_check, tmp_path, scan):
     paths, nodules = _cohort(tmp_path, scan)
     splits = tmp_path / 'splits.csv'

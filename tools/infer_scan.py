@@ -40,7 +40,8 @@ from mmengine.config import Config, DictAction
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from data_prep.common import read_splits_csv
-from projects.lung_nodule.apis.cohort import ScanInput, plan_inputs, run_scans
+from projects.lung_nodule.apis.cohort import (ScanInput, model_fingerprint, plan_inputs,
+                                              run_scans)
 from projects.lung_nodule.apis.mmdet_predictor import CheckpointMismatchError
 from projects.lung_nodule.apis.nodule_inferencer import NoduleInferencer
 from projects.lung_nodule.ct.luna16 import find_scans
@@ -181,10 +182,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 'model_score_thr': float(inferencer.predictor.score_thr),
                 'lung_mask_mode': inferencer.lung_mask_mode,
                 'infer_pixel_spacing_mm': inferencer.infer_pixel_spacing_mm}
+    # what makes the outputs (not where or how fast): resume only what this model made
+    made_by = {k: v for k, v in settings.items()
+               if k not in ('config', 'checkpoint', 'device', 'batch_size')}
+    made_by['cfg_options'] = args.cfg_options
+    model_id = model_fingerprint([args.config, args.checkpoint], made_by)
     with logging_redirect_tqdm(loggers=[logger]):
         report = run_scans(inferencer, inputs, args.out, shard=shard, workers=args.workers,
                            progress=not args.no_progress, settings=settings,
-                           extra_skipped=missing)
+                           extra_skipped=missing, model_id=model_id)
     logger.info('%d scans done (%d resumed), %d skipped, %d nodules; outputs in %s',
                 len(report.done), sum(bool(r.get('resumed')) for r in report.done),
                 len(report.skipped), sum(r['nodules'] for r in report.done), args.out)

@@ -10,13 +10,16 @@
 - **Shards.** ``shard=(K, N)`` takes inputs ``K, K+N, K+2N, ...`` and writes
   ``candidates.K-of-N.csv`` and ``summary.K-of-N.json``; :func:`merge_shards` joins
   them into ``candidates.csv`` and ``summary.json`` (the same files one run writes).
-- **Resume.** A scan whose folder has ``done.json`` for the same input is not run
-  again; its candidates and timings come from the folder.
+- **Resume.** A scan whose folder has ``done.json`` for the same input *and the same
+  model* (:func:`model_fingerprint`: config, checkpoint bytes, reading settings) is not
+  run again; its candidates and timings come from the folder. Outputs of another model
+  (a checkpoint retrained at the same path) are run again, never mixed into the run.
 - **Bad scans** (unreadable, not CT, no lungs, ...) are listed in ``summary.json`` with
   the reason and the run goes on.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -35,8 +38,8 @@ from .nodule_inferencer import NoduleInferencer, PreparedScan
 from .outputs import (atomic_write_text, read_candidates, read_done, summarise_timings,
                       write_candidates, write_scan_outputs)
 
-__all__ = ['RunReport', 'ScanInput', 'merge_shards', 'plan_inputs', 'run_scans',
-           'shard_suffix']
+__all__ = ['RunReport', 'ScanInput', 'merge_shards', 'model_fingerprint', 'plan_inputs',
+           'run_scans', 'shard_suffix']
 
 logger = logging.getLogger('lung_nodule.infer')
 DUPLICATE_SEPARATOR = '__'
@@ -112,6 +115,22 @@ class RunReport:
             'done': self.done, 'skipped': self.skipped}
 
 
+def model_fingerprint(files: Sequence[str | os.PathLike], settings: dict[str, Any]) -> str:
+    """SHA-256 of the files' bytes (config, checkpoint) and of ``settings`` (JSON).
+
+    The bytes, not paths or times: a checkpoint retrained at the same path is another
+    model, and a copied one is the same.
+    """
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, 'rb') as handle:
+            for block in iter(lambda: handle.read(1 << 20), b''):
+                digest.update(block)
+        digest.update(b'\0')
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     known = (ScanReadError, ValueError, FileNotFoundError)
@@ -121,7 +140,8 @@ def _describe(exc: BaseException) -> str:
 def run_scans(inferencer: NoduleInferencer, inputs: Sequence[ScanInput], out_dir: str | os.PathLike,
               shard: tuple[int, int] | None = None, workers: int = 1, progress: bool = True,
               settings: dict[str, Any] | None = None,
-              extra_skipped: Sequence[dict[str, str]] = ()) -> RunReport:
+              extra_skipped: Sequence[dict[str, str]] = (),
+              model_id: str | None = None) -> RunReport:
     """Run the inferencer on ``inputs`` (this shard's part), write everything, resume.
 
     Args:
@@ -135,6 +155,8 @@ def run_scans(inferencer: NoduleInferencer, inputs: Sequence[ScanInput], out_dir
         settings: Recorded at the top of ``summary.json`` (config, checkpoint, ...).
         extra_skipped: Inputs the caller could not even find (``{'input', 'reason'}``);
             reported by the first shard only, so that merged shards list them once.
+        model_id: :func:`model_fingerprint` of what makes the outputs, kept in each
+            ``done.json``; a finished folder with another one is run again.
 
     Returns:
         The report; ``candidates[.K-of-N].csv`` and ``summary[.K-of-N].json`` are written.
@@ -154,12 +176,16 @@ def run_scans(inferencer: NoduleInferencer, inputs: Sequence[ScanInput], out_dir
         record = read_done(out_dir / item.folder)
         if record is None:
             todo.append(item)
-        elif record.get('source') == str(item.path):
-            report.done.append(dict(record, resumed=True))
-        else:
+        elif record.get('source') != str(item.path):
             report.skipped.append({'input': str(item.path), 'reason': (
                 f'{out_dir / item.folder} already holds the outputs of {record.get("source")}; '
                 'not overwritten (use another --out)')})
+        elif model_id is not None and record.get('model_id') != model_id:
+            logger.info('%s: made by another model or settings; run again',
+                        out_dir / item.folder)
+            todo.append(item)
+        else:
+            report.done.append(dict(record, resumed=True))
     logger.info('%d scans to run, %d already done', len(todo), len(report.done))
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
     pending: dict[int, Future] = {}  # scans being prepared ahead of the network
@@ -176,8 +202,9 @@ def run_scans(inferencer: NoduleInferencer, inputs: Sequence[ScanInput], out_dir
                     pending.pop(index).result() if pool is not None
                     else inferencer.prepare(item.path, item.series_uid))
                 result = inferencer.run(prepared, progress=progress)
-                record = write_scan_outputs(result, out_dir / item.folder, inferencer.score_thr,
-                                            str(item.path))
+                record = write_scan_outputs(
+                    result, out_dir / item.folder, inferencer.score_thr, str(item.path),
+                    extra=None if model_id is None else {'model_id': model_id})
                 report.done.append(record)
                 logger.info('%s: %d nodules, %d candidates, %.1f s', item.path,
                             record['nodules'], record['candidates'], record['seconds'])
