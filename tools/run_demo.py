@@ -21,9 +21,9 @@ Each step is the real tool a user would run (a subprocess; its command is in the
 No network is needed (no weights are downloaded: the backbone comes from step 4).
 Runs are resumable: a step whose outputs exist is skipped (``--restart`` redoes all).
 A step whose tool is not in this checkout is skipped with a message, and the report
-says so. Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md): 16.0 min wall,
-22.6 min of CPU time (data 0.5 min wall, patch classifier 1.9, Mask R-CNN 10.8, test +
-inference + evaluation 2.9); the issue's budget is 15 min.
+says so. Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md): 14.0 min wall,
+21.2 min of CPU time (data 0.4 min wall, patch classifier 1.9, Mask R-CNN 9.3, test +
+inference + evaluation 2.3); the issue's budget is 15 min.
 
 Example::
 
@@ -70,7 +70,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description='The paper\'s whole method (patch classifier -> its backbone in Mask '
                     'R-CNN -> staged fine-tune -> test, whole-scan inference, FROC) on '
                     'synthetic LUNA16, ending in OUT/REPORT.md. Measured with the defaults: '
-                    '16 min on 2 idle CPU cores (22.6 min of CPU time).',
+                    '14 min on 2 idle CPU cores (21.2 min of CPU time).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', type=Path, default=Path('work_dirs/demo'), help='output folder')
     parser.add_argument('--data-root', type=Path, default=None,
@@ -79,7 +79,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              'with its size (888 scans: hours for the data steps alone)')
     parser.add_argument('--num-scans', type=int, default=40,
                         help='synthetic scans, ~4 nodules each (~0.5 CPU s each to make, ~1 s '
-                             'to convert; each test scan also costs ~9 s of inference)')
+                             'to convert; each test scan also costs ~7 s of inference on 2 cores)')
     parser.add_argument('--shape', type=int, nargs=3, default=(48, 256, 256),
                         metavar=('Z', 'Y', 'X'),
                         help='voxels per synthetic scan (>= 256 in-plane for 50 px patches; '
@@ -100,8 +100,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--patch-epochs', type=int, default=2,
                         help='patch classifier epochs (~90 CPU s each with 3000 patches)')
     parser.add_argument('--iters', type=int, default=900,
-                        help='Mask R-CNN steps of two 160 px crops (~0.3 s each on 2 idle '
-                             'cores while only the heads train, ~0.7 s once all layers do); '
+                        help='Mask R-CNN steps of two 160 px crops (~0.45 s each on 2 idle '
+                             'cores while only the heads train, ~0.65 s from stage 3+ on); '
                              'the stages take 1/4, 1/2 and 1/4 of them')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the synthetic data and the split')

@@ -90,8 +90,8 @@ train_dataloader = dict(
 val_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
 
-# Minutes, not 24 epochs: iteration-based, 900 steps of 2 crops (~0.3 s each on
-# 2 idle cores while only the heads train, ~0.7 s once all layers do: ~10.5
+# Minutes, not 24 epochs: iteration-based, 900 steps of 2 crops (~0.45 s each on
+# 2 idle cores while only the heads train, ~0.6-0.7 s from stage 3+ on: 9-11
 # minutes in all, benchmarks/RESULTS.md). Validation only once, at the end (the
 # loop always validates after its last step); tools/test.py measures the test split.
 max_iters = 900
