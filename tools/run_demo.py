@@ -146,8 +146,10 @@ def _py(tool: str, *args) -> list[str]:
     return [sys.executable, tool, *(str(a) for a in args)]
 
 
-def infer_command(processes: int, *args) -> list[str]:
-    """``tools/infer_scan.py ARGS``; with 2+ processes ``tools/dist_infer.sh`` (shards merged).
+def infer_command(processes: int, config: Path, checkpoint: Path, *args) -> list[str]:
+    """``tools/infer_scan.py CONFIG CHECKPOINT ARGS``; with 2+ processes
+    ``tools/dist_infer.sh`` (shards merged), which takes the process count after the
+    checkpoint.
 
     Why shards on a CPU: a slice batch of this small detector keeps about one core busy
     (its operators are too small for torch's threads), so two one-thread processes, each
@@ -155,9 +157,9 @@ def infer_command(processes: int, *args) -> list[str]:
     (benchmarks/RESULTS.md, "The main job").
     """
     if processes < 2:
-        return _py('tools/infer_scan.py', *args)
-    return ['env', f'PYTHON={sys.executable}', 'bash', 'tools/dist_infer.sh',
-            *(str(a) for a in args[:2]), str(processes), *(str(a) for a in args[2:])]
+        return _py('tools/infer_scan.py', config, checkpoint, *args)
+    return ['env', f'PYTHON={sys.executable}', 'bash', 'tools/dist_infer.sh', str(config),
+            str(checkpoint), str(processes), *(str(a) for a in args)]
 
 
 class Runner:
