@@ -44,7 +44,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -54,6 +54,7 @@ from projects.lung_nodule.demo.report import DemoRun, StepRecord, write_report  
 
 PATCH_CONFIG = 'configs/patch_cls/resnet18_1xb64_lung-patch_demo.py'
 DET_CONFIG = 'configs/lung/demo/mask_rcnn_r18_fpn_staged_demo.py'
+FPR_CONFIG = 'configs/fp_reduction/resnet20_1xb64_candidate-views.py'
 #: Fractions of the staged schedule (heads | 3+ | all), the real config's 1:2:1.
 STAGE_FRACTIONS = (('heads', 0.0), ('3+', 0.25), ('all', 0.75))
 #: The learning rate drops x0.1 for the last 15% of the steps (as the demo config).
@@ -61,7 +62,7 @@ LR_STEP_FRACTION = 0.85
 
 #: What --toy sets: every step runs, in about a minute of 2 CPU cores.
 TOY = dict(num_scans=6, shape=(16, 256, 256), split=(0.5, 0.2, 0.3), patch_counts=(256, 64, 64),
-           patch_epochs=1, iters=6)
+           patch_epochs=1, iters=6, fpr_epochs=1)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -103,6 +104,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='Mask R-CNN steps of two 160 px crops (~0.45 s each on 2 idle '
                              'cores while only the heads train, ~0.65 s from stage 3+ on); '
                              'the stages take 1/4, 1/2 and 1/4 of them')
+    parser.add_argument('--fpr-epochs', type=int, default=6,
+                        help='epochs of the false-positive reduction classifier (ResNet-20 on '
+                             '3-view images of ~2,500 candidates: ~15 s each on 2 cores)')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the synthetic data and the split')
     parser.add_argument('--train-seed', type=int, default=0,
@@ -119,8 +123,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.toy:
         for key, value in TOY.items():
             setattr(args, key, value)
-    if args.iters < 4 or args.patch_epochs < 1 or args.num_scans < 2:
-        parser.error('need --iters >= 4, --patch-epochs >= 1 and --num-scans >= 2')
+    if args.iters < 4 or min(args.patch_epochs, args.fpr_epochs) < 1 or args.num_scans < 2:
+        parser.error('need --iters >= 4, --patch-epochs >= 1, --fpr-epochs >= 1 and '
+                     '--num-scans >= 2')
     if args.data_root is None and min(args.shape[1:]) < 256:
         parser.error(f'--shape {args.shape}: the 50x50 patch export needs >= 256 px in-plane')
     if args.image_size is None:
@@ -137,6 +142,8 @@ class Step:
     cmd: list[str]
     outputs: list[Path]
     tool: Path = field(default=None)  # the script; a missing one skips the step
+    #: makes an input of ``cmd`` from earlier steps' outputs, just before it runs
+    prepare: Callable[[], None] | None = None
 
     def done(self) -> bool:
         return all(p.exists() for p in self.outputs)
@@ -200,6 +207,8 @@ class Runner:
             return True
         print(f'{header}\n$ {command}', flush=True)
         self.rerun_rest = True
+        if step.prepare is not None:
+            step.prepare()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(step.cmd, cwd=REPO_ROOT)
@@ -259,6 +268,14 @@ def stage_begin(fraction: float, iters: int) -> int:
     return int(round(fraction * iters))
 
 
+def write_every_other_training_scan(splits_csv: Path, out_csv: Path) -> None:
+    """``out_csv``: every other training scan of ``splits_csv`` (sorted by seriesuid), as
+    ``train``: the scans whose detector candidates teach the false-positive reduction."""
+    from data_prep.common import read_splits_csv, write_splits_csv
+    train = sorted(uid for uid, split in read_splits_csv(splits_csv).items() if split == 'train')
+    write_splits_csv(out_csv, {uid: 'train' for uid in train[::2]})
+
+
 def _test_scans(splits_csv: Path) -> int:
     lines = splits_csv.read_text().splitlines()[1:] if splits_csv.exists() else []
     return sum(1 for line in lines if line.rsplit(',', 1)[-1].strip() == 'test')
@@ -276,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     coco, patches = out / 'luna16_coco', out / 'luna16_patches'
     patch_dir, det_dir = out / 'patch_cls', out / 'mask_rcnn'
     det_test_dir, infer_dir, eval_dir = out / 'mask_rcnn_test', out / 'infer', out / 'eval'
+    detector_eval_dir = out / 'eval_detector'
     splits_csv = coco / 'splits.csv'
     patch_ckpt = patch_dir / f'epoch_{args.patch_epochs}.pth'
     det_ckpt = det_dir / f'iter_{args.iters}.pth'
@@ -321,23 +339,63 @@ def main(argv: Sequence[str] | None = None) -> None:
             'test', '--out', infer_dir), [infer_dir / 'candidates.csv'],
             tool=Path('tools/infer_scan.py')),
     ]
-    eval_cmd = _py('tools/eval_luna16.py', '--annotations', annotations, '--candidates',
-                   infer_dir / 'candidates.csv', '--splits', splits_csv, '--split', 'test',
-                   '--nodules-dir', infer_dir, '--out', eval_dir)
-    if excluded.exists() or synthetic:
-        eval_cmd += ['--excluded', str(excluded)]
-    if synthetic:
-        eval_cmd += ['--data-label', 'synthetic data']
-    steps.append(Step('eval', 'LUNA16 FROC / CPM and diameter agreement', eval_cmd,
-                      [eval_dir / 'metrics.json'], tool=Path('tools/eval_luna16.py')))
+    # False-positive reduction (beyond the paper): the detector's candidates on half of
+    # the training scans are the normal class of a 3-view classifier, which then rescores
+    # the test candidates. Half: ~1,000 false positives are enough for it, and the other
+    # half would cost another minute of inference (benchmarks/RESULTS.md).
+    fpr_splits = out / 'fp_reduction_scans.csv'
+    infer_train_dir, views, fpr_dir = out / 'infer_train', out / 'fp_views', out / 'fp_reduction'
+    fpr_ckpt = fpr_dir / f'epoch_{args.fpr_epochs}.pth'
+    fpr_config_used = fpr_dir / Path(FPR_CONFIG).name
+    rescored = infer_dir / 'candidates_rescored.csv'
+    excluded_args = ['--excluded', excluded] if excluded.exists() or synthetic else []
+    steps += [
+        Step('infer_train', 'false-positive reduction: inference on half of the training scans',
+             infer_command(args.workers, det_config_used, det_ckpt, luna, '--splits', fpr_splits,
+                           '--split', 'train', '--out', infer_train_dir),
+             [infer_train_dir / 'candidates.csv'], tool=Path('tools/infer_scan.py'),
+             prepare=lambda: write_every_other_training_scan(splits_csv, fpr_splits)),
+        Step('fpr_views', 'false-positive reduction: 3-view images of those candidates', _py(
+            'data_prep/candidates_to_views.py', '--luna-root', luna, '--annotations', annotations,
+            '--candidates', infer_train_dir / 'candidates.csv', '--splits', splits_csv,
+            *excluded_args, '--seed', args.train_seed, '--workers', args.workers, '--out', views),
+            [views / 'info.json'], tool=Path('data_prep/candidates_to_views.py')),
+        Step('fpr_train', 'false-positive reduction: train ResNet-20 on the views (mmpretrain)',
+             _py('tools/train.py', FPR_CONFIG, '--work-dir', fpr_dir, '--cfg-options',
+                 f'train_dataloader.dataset.data_root={views}/',
+                 f'train_cfg.max_epochs={args.fpr_epochs}', f'param_scheduler.T_max={args.fpr_epochs}',
+                 f'default_hooks.checkpoint.interval={args.fpr_epochs}',
+                 f'randomness.seed={args.train_seed}'), [fpr_ckpt, fpr_config_used]),
+        Step('rescore', 'false-positive reduction: rescore the test candidates', _py(
+            'tools/rescore_candidates.py', fpr_config_used, fpr_ckpt, infer_dir, '--views',
+            views / 'info.json', '--out', rescored), [rescored],
+            tool=Path('tools/rescore_candidates.py')),
+    ]
+    label_args = ['--data-label', 'synthetic data'] if synthetic else []
+
+    def eval_command(candidates: Path, eval_out: Path) -> list[str]:
+        return _py('tools/eval_luna16.py', '--annotations', annotations, '--candidates',
+                   candidates, '--splits', splits_csv, '--split', 'test', '--nodules-dir',
+                   infer_dir, '--out', eval_out, *excluded_args, *label_args)
+
+    steps += [
+        Step('eval_detector', 'LUNA16 FROC / CPM of the detector alone',
+             eval_command(infer_dir / 'candidates.csv', detector_eval_dir),
+             [detector_eval_dir / 'metrics.json'], tool=Path('tools/eval_luna16.py')),
+        Step('eval', 'LUNA16 FROC / CPM after false-positive reduction, diameter agreement',
+             eval_command(rescored, eval_dir), [eval_dir / 'metrics.json'],
+             tool=Path('tools/eval_luna16.py')),
+    ]
 
     started = datetime.datetime.now(datetime.timezone.utc)
     ran: set[str] = set()
+    needs = {'infer_train': 'infer', 'fpr_views': 'infer_train', 'fpr_train': 'fpr_views',
+             'rescore': 'fpr_train', 'eval_detector': 'infer', 'eval': 'rescore'}
     for i, step in enumerate(steps, 1):
-        if step.key == 'eval' and 'infer' not in ran:
-            print('\n=== eval skipped: it needs the whole-scan inference step', flush=True)
+        if step.key in needs and needs[step.key] not in ran:
+            print(f'\n=== {step.title}: skipped, it needs the step "{needs[step.key]}"', flush=True)
             runner.records[step.key] = StepRecord(step.title, ' '.join(step.cmd), None, None,
-                                                  'needs inference')
+                                                  f'needs {needs[step.key]}')
             continue
         if runner.run(step, f'{i}/{len(steps)}'):
             ran.add(step.key)
@@ -350,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         patch_metrics=out / 'patch_cls_test/test_metrics.json',
         det_metrics=det_test_dir / 'test_metrics.json', predictions=predictions,
         train_dir=det_dir, eval_dir=eval_dir, infer_dir=infer_dir,
+        detector_eval_dir=detector_eval_dir,
         stage_begins=[(name, stage_begin(f, args.iters)) for name, f in STAGE_FRACTIONS],
         argv=list(sys.argv[1:] if argv is None else argv))
     report = write_report(run)

@@ -45,6 +45,7 @@ _EXPORTS = {
     ),
     'slice_image': ('mask_in_lung_fraction', 'slice_to_uint8'),
     'sphere': ('cross_section_radius_mm', 'nearest_slices', 'sphere_cross_section'),
+    'views': ('VIEW_MM_PER_PIXEL', 'VIEW_SIZE', 'orthogonal_views'),
     'window': ('HU_MAX', 'HU_MIN', 'hu_to_uint8', 'window_hu'),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -36,7 +36,7 @@ class StepRecord:
     command: str
     seconds: float | None
     cpu_seconds: float | None
-    status: str  # 'ran' | 'missing tool' | 'needs inference'
+    status: str  # 'ran' | 'missing tool' | 'needs <step key>'
 
 
 @dataclass
@@ -59,6 +59,8 @@ class DemoRun:
     infer_dir: Path
     stage_begins: list[tuple[str, int]] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)
+    #: FROC of the detector's own candidates, before false-positive reduction
+    detector_eval_dir: Path | None = None
 
 
 def _read_json(path: Path) -> dict | None:
@@ -100,6 +102,9 @@ def headline_figures(run: DemoRun) -> dict[str, Any]:
     mae, n_ge6 = _pooled(size, 'mae_mm')
     bias, _ = _pooled(size, 'bias_mm')
     infer = next((s for s in run.steps if s.title.startswith('whole-scan')), None)
+    rescore = next((s for s in run.steps if s.title.endswith('rescore the test candidates')),
+                   None)
+    detector = _read_json(run.detector_eval_dir / 'metrics.json') if run.detector_eval_dir else None
     return {
         'test_scans': run.test_scans,
         'test_nodules': _test_nodules(run.coco_root),
@@ -112,12 +117,15 @@ def headline_figures(run: DemoRun) -> dict[str, Any]:
         'dice': next((v for k, v in det.items() if k.endswith('/dice')), None),
         'cpm': froc.get('cpm'),
         'cpm_ci95': froc.get('cpm_ci95'),
+        'cpm_detector': (detector or {}).get('cpm'),
         'sensitivity': froc.get('sensitivity'),
         'mae_ge6': mae,
         'bias_ge6': bias,
         'n_ge6': n_ge6,
         'seconds_per_test_scan': (infer.seconds / run.test_scans
                                   if infer and infer.seconds and run.test_scans else None),
+        'rescore_seconds_per_test_scan': (rescore.seconds / run.test_scans if rescore and
+                                          rescore.seconds and run.test_scans else None),
         'total_seconds': sum(s.seconds or 0 for s in run.steps),
         'total_cpu_seconds': sum(s.cpu_seconds or 0 for s in run.steps),
     }
@@ -165,6 +173,12 @@ def write_report(run: DemoRun) -> Path:
     label = run.data_label
     ci = fig['cpm_ci95']
     cpm_text = _fmt(fig['cpm']) + (f' (95% CI {_fmt(ci[0])}-{_fmt(ci[1])})' if ci else '')
+    if fig['cpm_detector'] is not None:
+        cpm_text += (f' after false-positive reduction (detector alone: '
+                     f'{_fmt(fig["cpm_detector"])})')
+    per_scan = f'{_fmt(fig["seconds_per_test_scan"], 1)} s per scan'
+    if fig['rescore_seconds_per_test_scan'] is not None:
+        per_scan += f' + {_fmt(fig["rescore_seconds_per_test_scan"], 1)} s rescoring'
     headline = [
         f'Headline figures ({label}, test split: {fig["test_scans"]} scans, '
         f'{fig["test_nodules"]} nodules):', '',
@@ -175,7 +189,7 @@ def write_report(run: DemoRun) -> Path:
         f'nodule Dice {_fmt(fig["dice"])}',
         f'- whole scans: CPM {cpm_text}; diameter (long axis vs. annotated) for '
         f'{fig["n_ge6"]} detected nodules >= 6 mm: MAE {_fmt(fig["mae_ge6"], 2)} mm, bias '
-        f'{_fmt(fig["bias_ge6"], 2)} mm; {_fmt(fig["seconds_per_test_scan"], 1)} s per scan',
+        f'{_fmt(fig["bias_ge6"], 2)} mm; {per_scan}',
         f'- whole demo: {fig["total_seconds"] / 60:.1f} min wall, '
         f'{fig["total_cpu_seconds"] / 60:.1f} min CPU',
     ]
@@ -192,8 +206,12 @@ def write_report(run: DemoRun) -> Path:
               'to 2 s per wall second).', '', '## Figures', '',
               _link(out, loss_png, f'training loss ({label})'), '']
     lines += [_link(out, p, f'ground truth | prediction ({label})') for p in overlays]
-    lines += ['', _link(out, run.eval_dir / 'froc.png', f'FROC ({label})'), '',
-              _link(out, run.eval_dir / 'bland_altman.png', f'Bland-Altman ({label})'), '']
+    lines += ['', _link(out, run.eval_dir / 'froc.png', f'FROC ({label}, after false-positive '
+                                                       'reduction)'), '']
+    if run.detector_eval_dir is not None:
+        lines += [_link(out, run.detector_eval_dir / 'froc.png',
+                        f'FROC of the detector alone ({label})'), '']
+    lines += [_link(out, run.eval_dir / 'bland_altman.png', f'Bland-Altman ({label})'), '']
     sens = fig['sensitivity'] or {}
     if sens:
         lines += ['## FROC points', '', '| FP per scan | ' + ' | '.join(sens) + ' |',

@@ -1,0 +1,243 @@
+"""Detector candidates -> orthogonal-view images for the false-positive reduction stage.
+
+The detector (Mask R-CNN on single slices) marks vessels that cross the slice plane:
+they are round there, like nodules. LUNA16 systems end with a second stage that looks at
+each candidate in 3D and rescores it; ours is an mmpretrain classifier on three
+orthogonal views (:func:`projects.lung_nodule.ct.views.orthogonal_views`). This tool
+makes its training set from what the detector really gets wrong: the candidates that
+``tools/infer_scan.py`` wrote for the *training* scans.
+
+* **nodule**: every annotated nodule's centre, and ``--copies - 1`` copies moved by a
+  random shift (Gaussian, ``--jitter-mm``, at most half the radius: the detector's
+  centres are not exact either), plus every candidate that hits a nodule (LUNA16's rule:
+  closer to its centre than its radius);
+* **normal**: every other candidate, except those on an excluded finding
+  (``--excluded``: neither nodule nor normal, as LUNA16 ignores them).
+
+Only scans of the chosen splits (``--splits`` CSV, ``--export-splits``) are used; never
+export the test split, whose candidates the classifier will rescore.
+
+Output (ImageNet-style folders, read by ``PatchFolderDataset``)::
+
+    OUT/{train,val}/{nodule,normal}/<seriesuid>_<kind><i>.png   3-channel 32x32 PNG
+    OUT/info.json      view size and mm per pixel (the rescoring must use the same)
+    OUT/summary.json   counts, problems, skipped scans, seconds
+
+The folder is written under a temporary name and renamed when complete: a failed run
+leaves the previous output as it was. A scan that cannot be read is skipped and named.
+
+Example::
+
+    python data_prep/candidates_to_views.py --luna-root data/luna16 \\
+        --annotations data/luna16/annotations.csv --candidates work_dirs/infer_train/candidates.csv \\
+        --splits data/luna16_coco/splits.csv --out data/luna16_views
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+if __package__ in (None, ''):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_prep.common import (RunSummary, add_input_args, atomic_write_json, load_inputs,
+                              read_splits_csv, run_cli, run_jobs)
+from projects.lung_nodule.ct import (NoduleAnnotation, ScanReadError, read_annotations,
+                                     read_scan)
+from projects.lung_nodule.ct.views import VIEW_MM_PER_PIXEL, VIEW_SIZE, orthogonal_views
+from projects.lung_nodule.evaluation.luna16_inputs import read_candidates
+
+CLASSES = ('normal', 'nodule')
+
+
+@dataclass(frozen=True)
+class ViewJob:
+    """One scan: its nodules, excluded findings and detector candidates."""
+
+    seriesuid: str
+    mhd_path: Path
+    split: str
+    nodules: tuple[NoduleAnnotation, ...]
+    excluded: tuple[NoduleAnnotation, ...]
+    candidates: tuple[tuple[float, float, float], ...]
+    copies: int
+    jitter_mm: float
+    seed: int
+    size: int
+    mm_per_pixel: float
+
+
+def within_radius(points: np.ndarray, findings: Sequence[NoduleAnnotation]) -> np.ndarray:
+    """Whether each point is closer to some finding's centre than its radius (LUNA16's hit)."""
+    hit = np.zeros(len(points), dtype=bool)
+    for finding in findings:
+        d2 = ((points - np.asarray(finding.coord_xyz)) ** 2).sum(axis=1)
+        hit |= d2 < finding.radius_mm ** 2
+    return hit
+
+
+def nodule_centres(job: ViewJob, rng: np.random.Generator) -> np.ndarray:
+    """Each nodule's centre and ``copies - 1`` shifted copies, ``(n, 3)`` world mm."""
+    centres = []
+    for nodule in job.nodules:
+        centre = np.asarray(nodule.coord_xyz, dtype=np.float64)
+        centres.append(centre)
+        limit = nodule.radius_mm / 2
+        for _ in range(job.copies - 1):
+            centres.append(centre + np.clip(rng.normal(0, job.jitter_mm, 3), -limit, limit))
+    return np.asarray(centres, dtype=np.float64).reshape(-1, 3)
+
+
+def scan_views(job: ViewJob) -> dict[str, Any]:
+    """The views of one scan by class; never raises for bad input."""
+    try:
+        scan = read_scan(job.mhd_path)
+        rng = np.random.default_rng([job.seed, int(job.seriesuid.replace('.', '')[-9:])])
+        candidates = np.asarray(job.candidates, dtype=np.float64).reshape(-1, 3)
+        hits = within_radius(candidates, job.nodules)
+        ignored = ~hits & within_radius(candidates, job.excluded)
+        positives = np.concatenate([nodule_centres(job, rng), candidates[hits]])
+        negatives = candidates[~hits & ~ignored]
+        views = {name: orthogonal_views(scan, points, job.size, job.mm_per_pixel)
+                 for name, points in (('nodule', positives), ('normal', negatives))}
+        counts = {'views_nodule': len(positives), 'views_normal': len(negatives),
+                  'candidates': len(candidates), 'candidates_hit': int(hits.sum()),
+                  'candidates_on_excluded': int(ignored.sum())}
+        return {'seriesuid': job.seriesuid, 'status': 'done', 'views': views, 'counts': counts}
+    except (ScanReadError, ValueError, MemoryError) as exc:
+        reason = str(exc)
+    except Exception as exc:  # one bad scan must not stop the run
+        reason = f'{type(exc).__name__}: {exc}'
+    return {'seriesuid': job.seriesuid, 'status': 'failed', 'reason': reason}
+
+
+def view_jobs(args: argparse.Namespace, summary: RunSummary) -> list[ViewJob]:
+    """One job per scan of the exported splits that is on disk."""
+    inputs = load_inputs(args.luna_root, args.annotations, summary)
+    splits = read_splits_csv(args.splits)
+    excluded: dict[str, list[NoduleAnnotation]] = defaultdict(list)
+    if args.excluded is not None:
+        rows, problems = read_annotations(args.excluded)
+        for problem in problems:
+            summary.warn(f'bad excluded row, left out: {problem}')
+        for row in rows:
+            excluded[row.seriesuid].append(row)
+    candidates, warnings = read_candidates(args.candidates)
+    for message in warnings:
+        summary.warn(message)
+    by_scan: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for candidate in candidates:
+        by_scan[candidate.seriesuid].append(candidate.coord_xyz)
+    wanted = set(args.export_splits)
+    jobs = []
+    for uid, split in sorted(splits.items()):
+        if split not in wanted:
+            continue
+        if uid not in inputs.scans:
+            summary.skip_scan(uid, f'listed in {args.splits} but not found under {args.luna_root}')
+            continue
+        if uid not in by_scan:
+            summary.warn(f'scan {uid} ({split}) has no candidate in '
+                         f'{", ".join(map(str, args.candidates))}: only its nodules are exported')
+        jobs.append(ViewJob(uid, inputs.scans[uid], split, tuple(inputs.nodules.get(uid, [])),
+                            tuple(excluded.get(uid, [])), tuple(by_scan.get(uid, [])),
+                            args.copies, args.jitter_mm, args.seed, args.size, args.mm_per_pixel))
+    other = sorted(set(by_scan) - {j.seriesuid for j in jobs})
+    if other:
+        summary.counts['candidate_scans_not_exported'] = len(other)
+    return jobs
+
+
+def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
+    """The whole export (arguments of :func:`parse_args`); whether anything was written."""
+    jobs = view_jobs(args, summary)
+    if not jobs:
+        summary.warn(f'no scan of the splits {args.export_splits} in {args.splits}')
+        return False
+    results = run_jobs(scan_views, jobs, args.workers, desc='scans -> candidate views')
+    out = args.out
+    staging = out.with_name(f'.{out.name}.partial')
+    shutil.rmtree(staging, ignore_errors=True)
+    split_of = {job.seriesuid: job.split for job in jobs}
+    written = 0
+    for result in results:
+        uid = result['seriesuid']
+        if result['status'] != 'done':
+            summary.skip_scan(uid, result['reason'])
+            continue
+        summary.counts.update(result['counts'])
+        for name, views in result['views'].items():
+            folder = staging / split_of[uid] / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, view in enumerate(views):
+                cv2.imwrite(str(folder / f'{uid}_{name}{i:03d}.png'), view)
+                written += 1
+    if not written:
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
+    for split in args.export_splits:  # every split x class folder exists, empty or not
+        for name in CLASSES:
+            (staging / split / name).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(staging / 'info.json', {'view_size': args.size,
+                                              'mm_per_pixel': args.mm_per_pixel,
+                                              'channels': ['axial', 'coronal', 'sagittal']},
+                      indent=1)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return True
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(
+        description='Detector candidates (candidates.csv of tools/infer_scan.py on the training '
+                    'scans) -> 3-view nodule/normal images for the false-positive reduction '
+                    'classifier. Seconds for a few dozen scans.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_input_args(parser)
+    parser.add_argument('--candidates', type=Path, nargs='+', required=True,
+                        help="the detector's candidates.csv (LUNA16 submission format)")
+    parser.add_argument('--splits', type=Path, required=True,
+                        help='splits.csv of the COCO export (seriesuid,split)')
+    parser.add_argument('--export-splits', nargs='+', default=['train'],
+                        choices=('train', 'val'),
+                        help='splits whose scans are exported (never the test split)')
+    parser.add_argument('--excluded', type=Path, default=None,
+                        help="LUNA16's annotations_excluded.csv: candidates on these findings "
+                             'are left out of both classes')
+    parser.add_argument('--copies', type=int, default=10,
+                        help='views per annotated nodule (its centre, then shifted copies)')
+    parser.add_argument('--jitter-mm', type=float, default=1.0,
+                        help='standard deviation of the copies\' shift (at most half the radius)')
+    parser.add_argument('--size', type=int, default=VIEW_SIZE, help='view side in pixels')
+    parser.add_argument('--mm-per-pixel', type=float, default=VIEW_MM_PER_PIXEL,
+                        help='sampling step of the views')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the shifted copies')
+    parser.add_argument('--workers', type=int, default=1, help='parallel processes, one scan each')
+    parser.add_argument('--strict', action='store_true',
+                        help='exit non-zero when any input problem was met')
+    parser.add_argument('--verbose', action='store_true', help='debug messages')
+    args = parser.parse_args(argv)
+    if args.copies < 1 or args.jitter_mm < 0 or args.size < 8 or not args.mm_per_pixel > 0:
+        parser.error('need --copies >= 1, --jitter-mm >= 0, --size >= 8, --mm-per-pixel > 0')
+    if args.workers < 1:
+        parser.error('--workers must be >= 1')
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (see ``--strict``)."""
+    return run_cli(convert, parse_args(argv), 'candidates_to_views')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
