@@ -19,6 +19,7 @@ LIGHT_MODULES = [
     'data_prep.luna16_to_coco',
     'data_prep.luna16_to_patches',
     'data_prep.luna16_prepare',
+    'data_prep.candidates_to_views',
     'data_prep.make_synthetic_luna16',
     # whole-scan inference without the network (apis/__init__ resolves names lazily)
     'projects.lung_nodule.apis.cohort',

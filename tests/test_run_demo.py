@@ -117,6 +117,19 @@ def test_toy_demo_writes_every_artefact_of_the_report(repo_root, tmp_path):
             'candidates.0-of-2.csv', 'candidates.1-of-2.csv'}
         assert json.loads((out / 'eval/metrics.json').read_text())['data_label'] == \
             'synthetic data'
+        # false-positive reduction: candidates of every other training scan, their views,
+        # the classifier, the rescored test candidates, and the FROC before and after
+        for key in ('infer_train', 'fpr_views', 'fpr_train', 'rescore', 'eval_detector'):
+            assert steps[key]['status'] == 'ran', key
+        train_scans = [line for line in (out / 'luna16_coco/splits.csv').read_text().splitlines()
+                       if line.endswith(',train')]
+        fpr_scans = (out / 'fp_reduction_scans.csv').read_text().splitlines()[1:]
+        assert len(fpr_scans) == (len(train_scans) + 1) // 2
+        assert list((out / 'fp_views/train/normal').glob('*.png'))
+        header = (out / 'infer/candidates_rescored.csv').read_text().splitlines()[0]
+        assert header.endswith('detector_probability,classifier_probability')
+        assert 'FROC of the detector alone' in report and 'detector alone:' in report
+        assert (out / 'eval_detector/metrics.json').is_file()
     else:
         assert steps['infer']['status'] == 'missing tool'
         assert '## Not run' in report

@@ -14,8 +14,13 @@ Each step is the real tool a user would run (a subprocess; its command is in the
 6. ``tools/test.py --eval segm``            COCO segm AP / AP50, Matterport mAP@0.5, Dice
 7. ``tools/infer_scan.py``                  whole-scan inference on every test scan (with
                                             ``--workers 2``: ``tools/dist_infer.sh``, 2 shards)
-8. ``tools/eval_luna16.py``                 FROC / CPM with intervals, diameter agreement
-9. ``OUT/REPORT.md``                        commands, seconds (wall and CPU) per step,
+8. false-positive reduction (beyond the paper): ``tools/infer_scan.py`` on half of the
+   training scans -> ``data_prep/candidates_to_views.py`` (3-view images of its
+   candidates) -> ``tools/train.py`` ResNet-20 (``configs/fp_reduction/``) ->
+   ``tools/rescore_candidates.py`` on the test candidates
+9. ``tools/eval_luna16.py``                 FROC / CPM with intervals of the detector alone
+                                            and after rescoring; diameter agreement
+10. ``OUT/REPORT.md``                       commands, seconds (wall and CPU) per step,
                                             figures: loss curve, overlays, FROC, Bland-Altman
 
 No network is needed (no weights are downloaded: the backbone comes from step 4).
@@ -100,7 +105,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              'and epoch)')
     parser.add_argument('--patch-epochs', type=int, default=2,
                         help='patch classifier epochs (~90 CPU s each with 3000 patches)')
-    parser.add_argument('--iters', type=int, default=900,
+    parser.add_argument('--iters', type=int, default=700,
                         help='Mask R-CNN steps of two 160 px crops (~0.45 s each on 2 idle '
                              'cores while only the heads train, ~0.65 s from stage 3+ on); '
                              'the stages take 1/4, 1/2 and 1/4 of them')
