@@ -165,6 +165,15 @@ def test_data_label_goes_into_every_figure_and_the_report(tool, case, monkeypatc
     assert run_tool(tool, case, '--nodules-dir', str(case / 'infer'), out='plain') == 0
     assert len(titles) == 2 and not any('synthetic' in t for t in titles)
     assert metrics_of(case, 'plain')['data_label'] is None
+    # what made the candidates tells two FROCs of one run apart (the demo: before and
+    # after false-positive reduction)
+    titles.clear()
+    assert run_tool(tool, case, '--nodules-dir', str(case / 'infer'), '--data-label',
+                    'synthetic data', '--candidates-label', 'the detector alone', out='det') == 0
+    assert titles[0].startswith('synthetic data: LUNA16 FROC of the detector alone\n')
+    assert metrics_of(case, 'det')['candidates_label'] == 'the detector alone'
+    assert (case / 'det' / 'metrics.md').read_text().startswith(
+        '# LUNA16 FROC (synthetic data, the detector alone, scan-list)')
 
 
 def test_scan_list_from_splits_and_protocol_labels(tool, case):

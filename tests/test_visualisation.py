@@ -106,3 +106,18 @@ def test_show_dir_writes_gt_beside_predictions(repo_root, tiny_coco_root, tmp_pa
         assert drawn.shape == (128, 256, 3)
         _assert_marks_nodules(drawn[:, :128], source,
                               _nodule_masks(tiny_coco_root, 'test', png.name))
+
+
+def test_demo_overlay_score_labels_neither_overlap_nor_leave_the_window():
+    """Detections stacked on one structure (the demo's duplicates on a vessel) get labels
+    apart from each other, inside the 96 px window, the top edge included."""
+    from projects.lung_nodule.demo.figures import _label_position
+    for left, top, bottom in ((40, 50, 60), (90, 1, 12), (0, 0, 95)):
+        placed = []
+        for _ in range(4):
+            _label_position(left, top, bottom, placed, (96, 96))
+        assert len(placed) == 4
+        for i, (x, y) in enumerate(placed):
+            assert 0 <= x <= 86 and 5 <= y <= 95, (left, top, placed)
+            for px, py in placed[:i]:
+                assert abs(x - px) >= 10 or abs(y - py) >= 5, placed

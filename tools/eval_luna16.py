@@ -74,6 +74,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--data-label', default=None,
                         help='what the data are, written into the figures\' titles (e.g. '
                              '"synthetic data": a PNG seen alone is not taken for real scans)')
+    parser.add_argument('--candidates-label', default=None,
+                        help='what made the candidates (e.g. "detector alone", "after '
+                             'false-positive reduction"), written into the FROC title and the '
+                             'report')
     parser.add_argument('--bootstrap', type=int, default=1000,
                         help='bootstrap samples over scans for the 95%% intervals (0: none)')
     parser.add_argument('--seed', type=int, default=0, help='bootstrap seed')
@@ -102,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             annotations=args.annotations, candidates=args.candidates, scans=scans,
             scans_source=source, excluded=args.excluded, nodules_dir=args.nodules_dir,
             reference_labels=args.reference_labels, protocol=args.protocol or protocol,
-            scan_list_warnings=list_warnings, data_label=args.data_label)
+            scan_list_warnings=list_warnings, data_label=args.data_label,
+            candidates_label=args.candidates_label)
         metrics = evaluate_luna16(inputs, args.out, args.bootstrap, args.seed)
     except (FileNotFoundError, ValueError) as exc:
         logging.error('%s', exc)

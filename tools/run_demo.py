@@ -378,17 +378,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]
     label_args = ['--data-label', 'synthetic data'] if synthetic else []
 
-    def eval_command(candidates: Path, eval_out: Path) -> list[str]:
+    def eval_command(candidates: Path, eval_out: Path, what: str) -> list[str]:
         return _py('tools/eval_luna16.py', '--annotations', annotations, '--candidates',
                    candidates, '--splits', splits_csv, '--split', 'test', '--nodules-dir',
-                   infer_dir, '--out', eval_out, *excluded_args, *label_args)
+                   infer_dir, '--out', eval_out, *excluded_args, *label_args,
+                   '--candidates-label', what)
 
     steps += [
         Step('eval_detector', 'LUNA16 FROC / CPM of the detector alone',
-             eval_command(infer_dir / 'candidates.csv', detector_eval_dir),
+             eval_command(infer_dir / 'candidates.csv', detector_eval_dir, 'the detector alone'),
              [detector_eval_dir / 'metrics.json'], tool=Path('tools/eval_luna16.py')),
         Step('eval', 'LUNA16 FROC / CPM after false-positive reduction, diameter agreement',
-             eval_command(rescored, eval_dir), [eval_dir / 'metrics.json'],
+             eval_command(rescored, eval_dir, 'detector + false-positive reduction'),
+             [eval_dir / 'metrics.json'],
              tool=Path('tools/eval_luna16.py')),
     ]
 

@@ -191,6 +191,28 @@ def _crop_box(mask: np.ndarray, size: int) -> tuple[slice, slice]:
     return slice(y0, y0 + size), slice(x0, x0 + size)
 
 
+def _label_position(left: int, top: int, bottom: int, placed: list[tuple[float, float]],
+                    shape: tuple[int, int], width: float = 10.0, height: float = 5.0
+                    ) -> tuple[float, float]:
+    """Where a score label goes (data pixels; the text's bottom left): just above its
+    contour, else further up, else below it, else one label width to the right (and so
+    on), the first place that overlaps no label already ``placed``, always inside the
+    window. Appends the position to ``placed``."""
+    rows, cols = shape
+    first_x = min(max(left, 0), cols - width)
+    steps = range(int(cols // width))
+    xs = [first_x + k * width for k in steps if first_x + k * width <= cols - width]
+    xs += [first_x - k * width for k in steps[1:] if first_x - k * width >= 0]
+    above = np.arange(max(top - 2, height), height - 1e-9, -height)
+    below = np.arange(min(bottom + height + 2, rows - 1), rows - 1 + 1e-9, height)
+    candidates = [(float(x), float(y)) for x in xs for y in (*above, *below)]
+    spot = next((c for c in candidates
+                 if not any(abs(c[0] - px) < width and abs(c[1] - py) < height
+                            for px, py in placed)), candidates[0])
+    placed.append(spot)
+    return spot
+
+
 def plot_overlays(overlays: Sequence[Overlay], out_dir: Path, label: str,
                   crop: int = 96) -> list[Path]:
     """One PNG per nodule: ground truth (left) beside the prediction (right), like Fig. 4.
@@ -218,6 +240,7 @@ def plot_overlays(overlays: Sequence[Overlay], out_dir: Path, label: str,
             ax.set_yticks([])
         axes[0].contour(ov.gt_mask[window], levels=[0.5], colors=['lime'], linewidths=1.8)
         colours = ['red', 'orange', 'cyan', 'magenta', 'yellow']
+        placed: list[tuple[float, float]] = []
         for k, (mask, s) in enumerate(zip(ov.pred_masks, ov.pred_scores)):
             sub = mask[window]
             if not sub.any():
@@ -225,8 +248,8 @@ def plot_overlays(overlays: Sequence[Overlay], out_dir: Path, label: str,
             colour = colours[k % len(colours)]
             axes[1].contour(sub, levels=[0.5], colors=[colour], linewidths=1.8)
             rows, cols = np.nonzero(sub)
-            axes[1].text(cols.min(), max(rows.min() - 2, 0), f'{s:.2f}', color=colour,
-                         fontsize=9, va='bottom')
+            x, y = _label_position(cols.min(), rows.min(), rows.max(), placed, sub.shape)
+            axes[1].text(x, y, f'{s:.2f}', color=colour, fontsize=9, va='bottom')
         axes[1].contour(ov.gt_mask[window], levels=[0.5], colors=['lime'], linewidths=0.8,
                         linestyles='dotted')
         for ax in axes:

@@ -60,6 +60,8 @@ class Luna16Inputs:
         scan_list_warnings: Problems met while reading the list.
         data_label: What the data are (e.g. "synthetic data"), written into every
             figure so that a PNG seen on its own is not taken for a real-scan result.
+        candidates_label: What made the candidates (e.g. "detector alone"), written into
+            the FROC figure and the report, so that two FROCs of one run are told apart.
     """
 
     annotations: Path
@@ -72,6 +74,7 @@ class Luna16Inputs:
     protocol: str = 'random-split'
     scan_list_warnings: list[str] = field(default_factory=list)
     data_label: str | None = None
+    candidates_label: str | None = None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -153,7 +156,10 @@ def evaluate_luna16(inputs: Luna16Inputs, out_dir: str | os.PathLike,
         logger.warning(message)
 
     prefix = f'{inputs.data_label}: ' if inputs.data_label else ''
-    title = f'{prefix}LUNA16 FROC - {_PROTOCOL_TITLES[inputs.protocol]}'
+    what = f' of {inputs.candidates_label}' if inputs.candidates_label else ''
+    # the protocol on a line of its own: with both labels one line overflows the figure
+    sep = '\n' if inputs.candidates_label else ' - '
+    title = f'{prefix}LUNA16 FROC{what}{sep}{_PROTOCOL_TITLES[inputs.protocol]}'
     _atomic_write(out_dir / 'froc.png', froc_png(result, title))
     if pairs is not None:
         _atomic_write(out_dir / 'bland_altman.png', bland_altman_png(
@@ -170,6 +176,7 @@ def _froc_metrics(result: FrocResult, inputs: Luna16Inputs, bootstrap_samples: i
         'protocol': inputs.protocol,
         'protocol_note': PROTOCOLS[inputs.protocol],
         'data_label': inputs.data_label,
+        'candidates_label': inputs.candidates_label,
         'cpm': _finite_or_none(result.cpm),
         'sensitivity': {k: _finite_or_none(v) for k, v in result.sensitivity.items()},
     }
@@ -210,7 +217,8 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     labels = ['1/8', '1/4', '1/2', '1', '2', '4', '8']
     keys = [point_key(p) for p in FROC_POINTS]
     counts = metrics['counts']
-    data = f'{metrics["data_label"]}, ' if metrics.get('data_label') else ''
+    data = ''.join(f'{metrics[k]}, ' for k in ('data_label', 'candidates_label')
+                   if metrics.get(k))
     lines = [f'# LUNA16 FROC ({data}{metrics["protocol"]})', '',
              f'Protocol: {metrics["protocol_note"]}.', '',
              '| FP per scan | ' + ' | '.join(labels) + ' | CPM |',
