@@ -15,7 +15,9 @@ makes its training set from what the detector really gets wrong: the candidates 
   (``--excluded``: neither nodule nor normal, as LUNA16 ignores them).
 
 Only scans of the chosen splits (``--splits`` CSV, ``--export-splits``) are used; never
-export the test split, whose candidates the classifier will rescore.
+export the test split, whose candidates the classifier will rescore. A scan of those
+splits without candidates (not run through the detector) gives its nodules only; the
+summary counts such scans.
 
 Output (ImageNet-style folders, read by ``PatchFolderDataset``)::
 
@@ -48,7 +50,7 @@ import numpy as np
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.common import (RunSummary, add_input_args, atomic_write_json, load_inputs,
+from data_prep.common import (RunSummary, add_input_args, atomic_write_json, load_inputs, logger,
                               read_splits_csv, run_cli, run_jobs)
 from projects.lung_nodule.ct import (NoduleAnnotation, ScanReadError, read_annotations,
                                      read_scan)
@@ -144,15 +146,17 @@ def view_jobs(args: argparse.Namespace, summary: RunSummary) -> list[ViewJob]:
         if uid not in inputs.scans:
             summary.skip_scan(uid, f'listed in {args.splits} but not found under {args.luna_root}')
             continue
-        if uid not in by_scan:
-            summary.warn(f'scan {uid} ({split}) has no candidate in '
-                         f'{", ".join(map(str, args.candidates))}: only its nodules are exported')
+        if uid not in by_scan:  # not run through the detector (the demo runs half of them)
+            summary.counts['scans_without_candidates'] += 1
         jobs.append(ViewJob(uid, inputs.scans[uid], split, tuple(inputs.nodules.get(uid, [])),
                             tuple(excluded.get(uid, [])), tuple(by_scan.get(uid, [])),
                             args.copies, args.jitter_mm, args.seed, args.size, args.mm_per_pixel))
     other = sorted(set(by_scan) - {j.seriesuid for j in jobs})
     if other:
         summary.counts['candidate_scans_not_exported'] = len(other)
+    if summary.counts['scans_without_candidates']:
+        logger.info('%d scans of %s have no candidate: only their nodules are exported',
+                    summary.counts['scans_without_candidates'], '/'.join(args.export_splits))
     return jobs
 
 

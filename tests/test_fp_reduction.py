@@ -75,6 +75,7 @@ def test_views_of_the_training_scans_by_class(luna, tmp_path):
                     'channels': ['axial', 'coronal', 'sagittal']}
     counts = json.loads((out / 'summary.json').read_text())['counts']
     assert counts['candidates_hit'] == 1 and counts['candidates_on_excluded'] == 1
+    assert counts['scans_without_candidates'] == 1  # train_b: its nodules only
 
 
 def test_an_unreadable_scan_is_named_and_the_others_exported(luna, tmp_path):

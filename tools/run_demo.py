@@ -26,9 +26,9 @@ Each step is the real tool a user would run (a subprocess; its command is in the
 No network is needed (no weights are downloaded: the backbone comes from step 4).
 Runs are resumable: a step whose outputs exist is skipped (``--restart`` redoes all).
 A step whose tool is not in this checkout is skipped with a message, and the report
-says so. Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md): 14.0 min wall,
-21.2 min of CPU time (data 0.4 min wall, patch classifier 1.9, Mask R-CNN 9.3, test +
-inference + evaluation 2.3); the issue's budget is 15 min.
+says so. Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md): 13.9 min wall,
+21.6 min of CPU time (data 0.4 min wall, patch classifier 1.9, Mask R-CNN 7.2, test +
+inference 1.8, false-positive reduction 2.4, evaluation 0.1); the issue's budget is 15 min.
 
 Example::
 
@@ -74,9 +74,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line arguments; each help says what the option costs on 2 CPU cores."""
     parser = argparse.ArgumentParser(
         description='The paper\'s whole method (patch classifier -> its backbone in Mask '
-                    'R-CNN -> staged fine-tune -> test, whole-scan inference, FROC) on '
+                    'R-CNN -> staged fine-tune -> test, whole-scan inference, false-positive '
+                    'reduction, FROC) on '
                     'synthetic LUNA16, ending in OUT/REPORT.md. Measured with the defaults: '
-                    '14 min on 2 idle CPU cores (21.2 min of CPU time).',
+                    '13.9 min on 2 idle CPU cores (21.6 min of CPU time).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', type=Path, default=Path('work_dirs/demo'), help='output folder')
     parser.add_argument('--data-root', type=Path, default=None,
@@ -111,7 +112,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              'the stages take 1/4, 1/2 and 1/4 of them')
     parser.add_argument('--fpr-epochs', type=int, default=6,
                         help='epochs of the false-positive reduction classifier (ResNet-20 on '
-                             '3-view images of ~2,500 candidates: ~15 s each on 2 cores)')
+                             '~1,700 3-view images: ~10 s each on 2 cores; its candidates cost '
+                             '~6 s of inference per training scan, on half of them)')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the synthetic data and the split')
     parser.add_argument('--train-seed', type=int, default=0,

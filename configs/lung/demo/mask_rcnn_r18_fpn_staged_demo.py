@@ -94,8 +94,9 @@ test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
 # 2 idle cores while only the heads train, ~0.6-0.7 s from stage 3+ on: 7-8
 # minutes in all, benchmarks/RESULTS.md). 700, not the 900 of earlier demos: the two
 # minutes go to the false-positive reduction stage, which gains more on the whole
-# scans (CPM) than the last 200 steps do on the slices (test segm AP50 0.448 at 900,
-# 0.393 at 700; CPM 0.392 for the detector alone). Validation only once, at the end
+# scans (CPM 0.392 of the 900-step detector alone; 0.331 -> 0.455 with 700 steps and the
+# second stage) than the last 200 steps do on the slices (test segm AP50 0.448 at 900,
+# 0.363-0.393 at 700). Validation only once, at the end
 # (the loop always validates after its last step); tools/test.py measures the test split.
 max_iters = 700
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
