@@ -169,3 +169,14 @@ def test_rescoring_refuses_a_bad_weight(repo_root, monkeypatch, tmp_path):
     rescore = _rescore_module(repo_root, monkeypatch)
     with pytest.raises(SystemExit):
         rescore.parse_args(['cfg.py', 'w.pth', str(tmp_path), '--classifier-weight', '1.5'])
+
+
+def test_both_tools_explain_themselves(repo_root, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        candidates_to_views.parse_args(['--help'])
+    assert exit_info.value.code == 0
+    assert 'false-positive reduction' in capsys.readouterr().out
+    import subprocess
+    proc = subprocess.run([sys.executable, 'tools/rescore_candidates.py', '--help'],
+                          cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and '--classifier-weight' in proc.stdout

@@ -75,10 +75,14 @@ class ViewClassifier:
 
     def __init__(self, config: str, checkpoint: str, device: str = 'cpu',
                  batch_size: int = 256) -> None:
+        from mmengine.registry import DefaultScope
         from mmpretrain.apis import ImageClassificationInferencer
         cfg = Config.fromfile(config)
-        self.inferencer = ImageClassificationInferencer(model=cfg, pretrained=checkpoint,
-                                                        device=device)
+        # mmpretrain's scope even where mmdet's is the default (both used in one process:
+        # its pipeline is built from the scope's registry)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            self.inferencer = ImageClassificationInferencer(model=cfg, pretrained=checkpoint,
+                                                            device=device)
         classes = list(self.inferencer.classes or ())
         if 'nodule' not in classes:
             raise ValueError(f'{config}: the classifier has classes {classes}, none "nodule"')
