@@ -130,6 +130,9 @@ def test_toy_demo_writes_every_artefact_of_the_report(repo_root, tmp_path):
         assert header.endswith('detector_probability,classifier_probability')
         assert 'FROC of the detector alone' in report and 'detector alone:' in report
         assert (out / 'eval_detector/metrics.json').is_file()
+        froc_rows = [line for line in report.splitlines()
+                     if line.startswith(('| detector alone |', '| after false-positive'))]
+        assert len(froc_rows) == 2 and all(row.count('|') == 10 for row in froc_rows)
     else:
         assert steps['infer']['status'] == 'missing tool'
         assert '## Not run' in report

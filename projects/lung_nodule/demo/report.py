@@ -118,6 +118,7 @@ def headline_figures(run: DemoRun) -> dict[str, Any]:
         'cpm': froc.get('cpm'),
         'cpm_ci95': froc.get('cpm_ci95'),
         'cpm_detector': (detector or {}).get('cpm'),
+        'sensitivity_detector': (detector or {}).get('sensitivity'),
         'sensitivity': froc.get('sensitivity'),
         'mae_ge6': mae,
         'bias_ge6': bias,
@@ -214,9 +215,15 @@ def write_report(run: DemoRun) -> Path:
     lines += [_link(out, run.eval_dir / 'bland_altman.png', f'Bland-Altman ({label})'), '']
     sens = fig['sensitivity'] or {}
     if sens:
-        lines += ['## FROC points', '', '| FP per scan | ' + ' | '.join(sens) + ' |',
-                  '|---|' + '---|' * len(sens),
-                  '| sensitivity | ' + ' | '.join(_fmt(v) for v in sens.values()) + ' |', '']
+        rows = [('sensitivity', sens, fig['cpm'])]
+        if fig['sensitivity_detector']:
+            rows = [('detector alone', fig['sensitivity_detector'], fig['cpm_detector']),
+                    ('after false-positive reduction', sens, fig['cpm'])]
+        lines += ['## FROC points', '', '| FP per scan | ' + ' | '.join(sens) + ' | CPM |',
+                  '|---|' + '---|' * (len(sens) + 1)]
+        lines += [f'| {name} | ' + ' | '.join(_fmt(values.get(k)) for k in sens) +
+                  f' | {_fmt(cpm)} |' for name, values, cpm in rows]
+        lines.append('')
     metrics_md = run.eval_dir / 'metrics.md'
     if metrics_md.exists():
         body = metrics_md.read_text().replace('\n# ', '\n### ')
