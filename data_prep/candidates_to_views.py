@@ -55,6 +55,7 @@ from data_prep.common import (RunSummary, add_input_args, atomic_write_json, loa
 from projects.lung_nodule.ct import (NoduleAnnotation, ScanReadError, read_annotations,
                                      read_scan)
 from projects.lung_nodule.ct.views import VIEW_MM_PER_PIXEL, VIEW_SIZE, orthogonal_views
+from projects.lung_nodule.evaluation.froc import hit_matrix
 from projects.lung_nodule.evaluation.luna16_inputs import read_candidates
 
 CLASSES = ('normal', 'nodule')
@@ -78,12 +79,9 @@ class ViewJob:
 
 
 def within_radius(points: np.ndarray, findings: Sequence[NoduleAnnotation]) -> np.ndarray:
-    """Whether each point is closer to some finding's centre than its radius (LUNA16's hit)."""
-    hit = np.zeros(len(points), dtype=bool)
-    for finding in findings:
-        d2 = ((points - np.asarray(finding.coord_xyz)) ** 2).sum(axis=1)
-        hit |= d2 < finding.radius_mm ** 2
-    return hit
+    """Whether each point hits some finding, by the FROC's own rule (:func:`hit_matrix`)."""
+    return hit_matrix([f.coord_xyz for f in findings], [f.diameter_mm for f in findings],
+                      points).any(axis=0)
 
 
 def nodule_centres(job: ViewJob, rng: np.random.Generator) -> np.ndarray:

@@ -48,7 +48,8 @@ from .luna16_inputs import Candidate, Finding
 __all__ = ['FROC_POINTS', 'MAX_CANDIDATES_PER_SCAN', 'BootstrapResult', 'FrocEntries',
            'FrocResult', 'NoduleHit',
            'ScanMatch', 'bootstrap_froc', 'cap_candidates', 'compute_froc', 'evaluate_froc',
-           'froc_entries', 'match_scan', 'point_key', 'roc_curve', 'sensitivities_at']
+           'froc_entries', 'hit_matrix', 'match_scan', 'point_key', 'roc_curve',
+           'sensitivities_at']
 
 FROC_POINTS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # false positives per scan
 MAX_CANDIDATES_PER_SCAN = 100  # the script's entry point: maxNumberOfCADMarks=100
@@ -153,6 +154,19 @@ class ScanMatch:
     num_double_hits: int
 
 
+def hit_matrix(centres_xyz: Sequence[Sequence[float]], diameters_mm: Sequence[float],
+               marks_xyz: Sequence[Sequence[float]]) -> np.ndarray:
+    """LUNA16's hit rule: ``[i, j]`` is whether mark ``j`` lies strictly within the
+    radius (``diameter / 2``) of finding ``i``; bool ``(findings, marks)``."""
+    if not len(centres_xyz) or not len(marks_xyz):
+        return np.zeros((len(centres_xyz), len(marks_xyz)), dtype=bool)
+    centres = np.asarray(centres_xyz, dtype=np.float64).reshape(-1, 3)
+    marks = np.asarray(marks_xyz, dtype=np.float64).reshape(-1, 3)
+    dist2 = ((centres[:, None, :] - marks[None, :, :]) ** 2).sum(axis=2)
+    radius2 = (np.asarray(diameters_mm, dtype=np.float64) / 2.0) ** 2
+    return dist2 < radius2[:, None]
+
+
 def match_scan(seriesuid: str, findings: Sequence[Finding], candidates: Sequence[Candidate],
                max_marks: int = MAX_CANDIDATES_PER_SCAN) -> ScanMatch:
     """Match one scan's marks to its findings by the script's rules (see the module doc).
@@ -171,13 +185,8 @@ def match_scan(seriesuid: str, findings: Sequence[Finding], candidates: Sequence
     excluded = [f for f in findings if f.excluded]
 
     def hits(group: Sequence[Finding]) -> np.ndarray:
-        if not group or not kept:
-            return np.zeros((len(group), len(kept)), dtype=bool)
-        centres = np.array([f.coord_xyz for f in group], dtype=np.float64)
-        marks = np.array([c.coord_xyz for c in kept], dtype=np.float64)
-        dist2 = ((centres[:, None, :] - marks[None, :, :]) ** 2).sum(axis=2)
-        radius2 = np.array([(f.diameter_mm / 2.0) ** 2 for f in group])
-        return dist2 < radius2[:, None]
+        return hit_matrix([f.coord_xyz for f in group], [f.diameter_mm for f in group],
+                          [c.coord_xyz for c in kept])
 
     on_included, on_excluded = hits(included), hits(excluded)
     nodules = []
