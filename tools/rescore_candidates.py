@@ -42,9 +42,9 @@ import numpy as np
 from mmengine.config import Config
 from tqdm import tqdm
 
-from data_prep.common import atomic_write_text
+from projects.lung_nodule.apis.outputs import atomic_write_text, read_done
 from projects.lung_nodule.ct import ScanReadError, read_scan
-from projects.lung_nodule.ct.views import orthogonal_views
+from projects.lung_nodule.ct.views import VIEW_MM_PER_PIXEL, VIEW_SIZE, orthogonal_views
 from projects.lung_nodule.evaluation.luna16_inputs import Candidate, read_candidates
 
 logger = logging.getLogger('lung_nodule.rescore')
@@ -60,13 +60,14 @@ def combine(detector: np.ndarray, classifier: np.ndarray, weight: float) -> np.n
 def scan_sources(run_dir: Path) -> dict[str, Path]:
     """Scan id -> the file or DICOM folder it was read from, from each ``done.json``."""
     sources = {}
-    for done in sorted(run_dir.glob('*/done.json')):
+    for folder in sorted(p for p in run_dir.iterdir() if p.is_dir()):
         try:
-            record = json.loads(done.read_text())
-            sources[record['scan_id']] = Path(record['source'])
+            record = read_done(folder)
+            if record is not None:
+                sources[record['scan_id']] = Path(record['source'])
         except (OSError, ValueError, KeyError) as exc:
-            logger.warning('%s: unreadable (%s); its scan keeps its detector probabilities',
-                           done, exc)
+            logger.warning('%s: done.json unreadable (%s); its scan keeps its detector '
+                           'probabilities', folder, exc)
     return sources
 
 
@@ -167,20 +168,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-    from projects.lung_nodule.ct.views import VIEW_MM_PER_PIXEL, VIEW_SIZE
     size, mm_per_pixel = VIEW_SIZE, VIEW_MM_PER_PIXEL
     try:
         if args.views is not None:
             info = json.loads(args.views.read_text())
             size, mm_per_pixel = int(info['view_size']), float(info['mm_per_pixel'])
         candidates, warnings = read_candidates([args.candidates])
+        sources = scan_sources(args.run)
         classifier = ViewClassifier(args.config, args.checkpoint, device=args.device)
     except (OSError, ValueError, KeyError) as exc:
         logger.error('%s', exc)
         return 2
     for message in warnings:
         logger.warning('%s', message)
-    scores, problems = rescore(candidates, scan_sources(args.run), classifier, size, mm_per_pixel)
+    scores, problems = rescore(candidates, sources, classifier, size, mm_per_pixel)
     for message in problems:
         logger.warning('%s', message)
     detector = np.array([c.probability for c in candidates], dtype=np.float64)
