@@ -168,16 +168,15 @@ def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
     out = args.out
     staging = out.with_name(f'.{out.name}.partial')
     shutil.rmtree(staging, ignore_errors=True)
-    split_of = {job.seriesuid: job.split for job in jobs}
     written = 0
-    for result in results:
-        uid = result['seriesuid']
+    for job, result in zip(jobs, results):  # run_jobs keeps the job order
+        uid = job.seriesuid
         if result['status'] != 'done':
             summary.skip_scan(uid, result['reason'])
             continue
         summary.counts.update(result['counts'])
         for name, views in result['views'].items():
-            folder = staging / split_of[uid] / name
+            folder = staging / job.split / name
             folder.mkdir(parents=True, exist_ok=True)
             for i, view in enumerate(views):
                 cv2.imwrite(str(folder / f'{uid}_{name}{i:03d}.png'), view)
