@@ -151,6 +151,8 @@ class Step:
     tool: Path = field(default=None)  # the script; a missing one skips the step
     #: makes an input of ``cmd`` from earlier steps' outputs, just before it runs
     prepare: Callable[[], None] | None = None
+    #: the step (key) whose outputs it reads; when that one could not run, neither can this
+    needs: str | None = None
 
     def done(self) -> bool:
         return all(p.exists() for p in self.outputs)
@@ -361,22 +363,26 @@ def main(argv: Sequence[str] | None = None) -> None:
              infer_command(args.workers, det_config_used, det_ckpt, luna, '--splits', fpr_splits,
                            '--split', 'train', '--out', infer_train_dir),
              [infer_train_dir / 'candidates.csv'], tool=Path('tools/infer_scan.py'),
-             prepare=lambda: write_every_other_training_scan(splits_csv, fpr_splits)),
+             prepare=lambda: write_every_other_training_scan(splits_csv, fpr_splits),
+             needs='infer'),
         Step('fpr_views', 'false-positive reduction: 3-view images of those candidates', _py(
             'data_prep/candidates_to_views.py', '--luna-root', luna, '--annotations', annotations,
             '--candidates', infer_train_dir / 'candidates.csv', '--splits', splits_csv,
             *excluded_args, '--seed', args.train_seed, '--workers', args.workers, '--out', views),
-            [views / 'info.json'], tool=Path('data_prep/candidates_to_views.py')),
+            [views / 'info.json'], tool=Path('data_prep/candidates_to_views.py'),
+            needs='infer_train'),
         Step('fpr_train', 'false-positive reduction: train ResNet-20 on the views (mmpretrain)',
              _py('tools/train.py', FPR_CONFIG, '--work-dir', fpr_dir, '--cfg-options',
                  f'train_dataloader.dataset.data_root={views}/',
-                 f'train_cfg.max_epochs={args.fpr_epochs}', f'param_scheduler.T_max={args.fpr_epochs}',
+                 f'train_cfg.max_epochs={args.fpr_epochs}',
+                 f'param_scheduler.T_max={args.fpr_epochs}',
                  f'default_hooks.checkpoint.interval={args.fpr_epochs}',
-                 f'randomness.seed={args.train_seed}'), [fpr_ckpt, fpr_config_used]),
+                 f'randomness.seed={args.train_seed}'), [fpr_ckpt, fpr_config_used],
+             needs='fpr_views'),
         Step('rescore', 'false-positive reduction: rescore the test candidates', _py(
             'tools/rescore_candidates.py', fpr_config_used, fpr_ckpt, infer_dir, '--views',
             views / 'info.json', '--out', rescored), [rescored],
-            tool=Path('tools/rescore_candidates.py')),
+            tool=Path('tools/rescore_candidates.py'), needs='fpr_train'),
     ]
     label_args = ['--data-label', 'synthetic data'] if synthetic else []
 
@@ -389,22 +395,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     steps += [
         Step('eval_detector', 'LUNA16 FROC / CPM of the detector alone',
              eval_command(infer_dir / 'candidates.csv', detector_eval_dir, 'the detector alone'),
-             [detector_eval_dir / 'metrics.json'], tool=Path('tools/eval_luna16.py')),
+             [detector_eval_dir / 'metrics.json'], tool=Path('tools/eval_luna16.py'),
+             needs='infer'),
         Step('eval', 'LUNA16 FROC / CPM after false-positive reduction, diameter agreement',
              eval_command(rescored, eval_dir, 'detector + false-positive reduction'),
-             [eval_dir / 'metrics.json'],
-             tool=Path('tools/eval_luna16.py')),
+             [eval_dir / 'metrics.json'], tool=Path('tools/eval_luna16.py'), needs='rescore'),
     ]
 
     started = datetime.datetime.now(datetime.timezone.utc)
     ran: set[str] = set()
-    needs = {'infer_train': 'infer', 'fpr_views': 'infer_train', 'fpr_train': 'fpr_views',
-             'rescore': 'fpr_train', 'eval_detector': 'infer', 'eval': 'rescore'}
     for i, step in enumerate(steps, 1):
-        if step.key in needs and needs[step.key] not in ran:
-            print(f'\n=== {step.title}: skipped, it needs the step "{needs[step.key]}"', flush=True)
+        if step.needs is not None and step.needs not in ran:
+            print(f'\n=== {step.title}: skipped, it needs the step "{step.needs}"', flush=True)
             runner.records[step.key] = StepRecord(step.title, ' '.join(step.cmd), None, None,
-                                                  f'needs {needs[step.key]}')
+                                                  f'needs {step.needs}')
             continue
         if runner.run(step, f'{i}/{len(steps)}'):
             ran.add(step.key)
