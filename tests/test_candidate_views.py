@@ -94,3 +94,21 @@ def test_bad_arguments_are_refused(scan):
         orthogonal_views(scan, [[0.0, np.nan, 0.0]])
     with pytest.raises(ValueError, match='size'):
         orthogonal_views(scan, [NODULE], size=0)
+
+
+def test_views_of_a_ras_nifti_and_a_dicom_series_match_the_mhd(tmp_path, scan):
+    """What hospitals and archives hand over: the same anatomy as a NIfTI stored in RAS
+    order (direction diag(-1, -1, 1)) and as a scanner's DICOM series (rescaled stored
+    values, shuffled file names) gives the views of the .mhd."""
+    from tests.scanner_inputs import write_dicom_series, write_nifti_ras
+    volume = _phantom()
+    nifti = read_scan(write_nifti_ras(volume, SPACING, ORIGIN, tmp_path / 'ct.nii.gz'))
+    assert np.diag(nifti.geometry.direction_matrix).tolist() == [-1.0, -1.0, 1.0]
+    written = write_dicom_series(volume, SPACING, ORIGIN, tmp_path / 'dicom')
+    dicom = read_scan(tmp_path / 'dicom')
+    assert len(dicom.source_files) == len(written.files) == SHAPE[0]
+    points = [NODULE, [VESSEL_XY[0], VESSEL_XY[1], -70.0], [5.0, 3.0, -85.0]]
+    reference = orthogonal_views(scan, points).astype(int)
+    for other in (nifti, dicom):
+        # NIfTI keeps float32 geometry: sampling points move by < 1e-4 voxel
+        assert np.abs(orthogonal_views(other, points).astype(int) - reference).max() <= 1
