@@ -17,7 +17,7 @@ import pytest
 from data_prep.common import RunSummary, fold_splits, scan_subset
 from projects.lung_nodule.evaluation.froc import evaluate_froc
 from projects.lung_nodule.evaluation.luna16_inputs import Candidate, Finding
-from projects.lung_nodule.evaluation.size_agreement import pair_detected_nodules
+from projects.lung_nodule.evaluation.size_agreement import pair_reported_nodules
 
 from tests.test_light_imports import HEAVY
 
@@ -130,18 +130,51 @@ def test_size_agreement_by_band(tool, case):
     assert eq['mae_mm'] == pytest.approx(2.5 / 3) and eq['bias_mm'] == pytest.approx(-0.5)
 
 
-def test_pairing_falls_back_to_the_nearest_row(tmp_path):
-    # The hit at (0.5, 0, 0) matches no row within 1e-3 mm; the nearest row (0.2 mm away)
-    # is taken, not the one 3 mm away, and a warning says so.
-    write(tmp_path / 'S' / 'nodules.csv', TABLE_HEADER + '1,3.5,0,0,0.9,9,8,8.5,8,1,1,2\n'
-          '2,0.7,0,0,0.9,4,3,3.5,3,1,1,2\n')
+def test_pairing_takes_the_most_probable_reported_nodule_that_hits(tmp_path):
+    # Finding: 6 mm at the origin (hit radius 3 mm). Rows: 0.2 mm away at 0.6, 2 mm away
+    # at 0.9 (both hit: the more probable is taken, not the nearer), 3.5 mm away at 0.99
+    # (outside the radius: never taken, however probable).
+    write(tmp_path / 'S' / 'nodules.csv', TABLE_HEADER + '1,0.2,0,0,0.6,4,3,3.5,3,1,1,2\n'
+          '2,0,2,0,0.9,7,6,6.5,6,1,1,2\n' '3,3.5,0,0,0.99,30,20,25,22,1,1,2\n')
     finding = Finding('S', (0.0, 0.0, 0.0), 6.0, False, 'a.csv', 2, 1, 6.0)
     hit = Candidate('S', (0.5, 0.0, 0.0), 0.9, 'c.csv', 7)
     result = evaluate_froc(['S'], [finding], [hit], 0)
-    pairs, warnings = pair_detected_nodules(result.matches, tmp_path)
-    assert [p.prediction_id for p in pairs] == ['2']
-    assert pairs[0].distance_mm == pytest.approx(0.2)
-    assert any('c.csv, line 7' in w and 'nearest (2, 0.20 mm away)' in w for w in warnings)
+    pairs, warnings = pair_reported_nodules(result.matches, tmp_path)
+    assert [p.prediction_id for p in pairs] == ['2'] and not warnings
+    assert pairs[0].distance_mm == pytest.approx(2.0)
+    assert pairs[0].predicted['long_axis_mm'] == 7.0
+
+
+def test_a_nodule_found_only_below_the_table_threshold_gets_no_size(tmp_path):
+    """The FROC counts a hit at any score; nodules.csv holds only the reported nodules.
+
+    Before the fix, such a nodule was paired with the nearest row of its scan, another
+    nodule 20 mm away, and its size error was that other nodule's size.
+    """
+    write(tmp_path / 'S' / 'nodules.csv', TABLE_HEADER + '1,20,0,0,0.8,15,12,13.5,13,1,1,2\n')
+    findings = [Finding('S', (0.0, 0.0, 0.0), 8.0, False, 'a.csv', 2, 1, 8.0),
+                Finding('S', (20.0, 0.0, 0.0), 14.0, False, 'a.csv', 3, 2, 14.0)]
+    hits = [Candidate('S', (0.5, 0.0, 0.0), 0.2, 'c.csv', 2),  # below the table's 0.5
+            Candidate('S', (20.0, 0.0, 0.0), 0.8, 'c.csv', 3)]
+    result = evaluate_froc(['S'], findings, hits, 0)
+    assert result.counts['nodules_detected'] == 2
+    pairs, warnings = pair_reported_nodules(result.matches, tmp_path)
+    assert [(p.finding.line, p.prediction_id) for p in pairs] == [(3, '1')] and not warnings
+    assert pairs[0].predicted['long_axis_mm'] - pairs[0].reference['long_axis_mm'] == 1.0
+
+
+def test_size_agreement_counts_pairs_beside_detections(tool, case):
+    # N2's row (0.6) is dropped from the table as if under a 0.65 score threshold: the
+    # candidate still detects N2 (FROC), but it has no size.
+    table = case / 'infer' / 'P1' / 'nodules.csv'
+    table.write_text(''.join(line for line in table.read_text().splitlines(keepends=True)
+                             if not line.startswith('2,')))
+    assert run_tool(tool, case, '--nodules-dir', str(case / 'infer')) == 0
+    size = metrics_of(case)['size_agreement']
+    assert (size['pairs'], size['detected_nodules']) == (2, 3)
+    assert size['measures']['long_axis_mm']['6-8']['n'] == 0
+    assert '2 nodules paired with a reported nodule of nodules.csv, 3 detected at any score' in (
+        case / 'out' / 'metrics.md').read_text()
 
 
 def test_data_label_goes_into_every_figure_and_the_report(tool, case, monkeypatch):

@@ -44,7 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(
         description='LUNA16 FROC/CPM (the official script\'s rules, bootstrap intervals) and '
-                    'size agreement of detected nodules.',
+                    'size agreement of the reported nodules.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--annotations', type=Path, required=True,
                         help='annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm)')
@@ -63,7 +63,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='annotations_excluded.csv: hits on these findings are ignored')
     parser.add_argument('--nodules-dir', type=Path, default=None,
                         help='inference output of tools/infer_scan.py (<seriesuid>/nodules.csv): '
-                             'size agreement of the detected nodules')
+                             'size agreement: each nodule against the most probable '
+                             'nodules.csv row that hits it')
     parser.add_argument('--reference-labels', type=Path, default=None,
                         help='reference label volumes <seriesuid>.nii.gz (value = 1-based data '
                              'row of annotations.csv): reference sizes measured from them')

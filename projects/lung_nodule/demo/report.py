@@ -22,7 +22,7 @@ __all__ = ['DemoRun', 'StepRecord', 'TARGETS', 'headline_figures', 'write_report
 TARGETS = (
     ('segm_ap50', 'COCO segm AP50', 0.80, True),
     ('cpm', 'CPM (LUNA16 FROC)', 0.70, True),
-    ('mae_ge6', 'diameter MAE, detected nodules >= 6 mm (mm)', 1.5, False),
+    ('mae_ge6', 'diameter MAE, reported nodules >= 6 mm (mm)', 1.5, False),
     ('test_nodules', 'nodules in the test split', 40, True),
 )
 _BANDS_GE6 = ('6-8', '8-15', '>=15')
@@ -189,7 +189,7 @@ def write_report(run: DemoRun) -> Path:
         f'AP50 {_fmt(fig["segm_ap50"])}; Matterport mAP@0.5 {_fmt(fig["matterport_map50"])}; '
         f'nodule Dice {_fmt(fig["dice"])}',
         f'- whole scans: CPM {cpm_text}; diameter (long axis vs. annotated) for '
-        f'{fig["n_ge6"]} detected nodules >= 6 mm: MAE {_fmt(fig["mae_ge6"], 2)} mm, bias '
+        f'{fig["n_ge6"]} reported nodules >= 6 mm: MAE {_fmt(fig["mae_ge6"], 2)} mm, bias '
         f'{_fmt(fig["bias_ge6"], 2)} mm; {per_scan}',
         f'- whole demo: {fig["total_seconds"] / 60:.1f} min wall, '
         f'{fig["total_cpu_seconds"] / 60:.1f} min CPU',

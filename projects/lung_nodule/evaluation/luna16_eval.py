@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from .froc import FROC_POINTS, FrocResult, evaluate_froc, point_key
 from .luna16_inputs import drop_unlisted, read_candidates, read_findings
 from .luna16_plots import bland_altman_png, froc_png
-from .size_agreement import (MEASURES, SIZE_BANDS, agreement_stats, pair_detected_nodules,
+from .size_agreement import (MEASURES, SIZE_BANDS, agreement_stats, pair_reported_nodules,
                              reference_sizes_from_labels)
 
 __all__ = ['PROTOCOLS', 'Luna16Inputs', 'evaluate_luna16', 'metrics_markdown']
@@ -137,7 +137,7 @@ def evaluate_luna16(inputs: Luna16Inputs, out_dir: str | os.PathLike,
             reference_sizes, problems = reference_sizes_from_labels(inputs.reference_labels,
                                                                     findings)
             warnings += problems
-        pairs, problems = pair_detected_nodules(result.matches, inputs.nodules_dir,
+        pairs, problems = pair_reported_nodules(result.matches, inputs.nodules_dir,
                                                 reference_sizes)
         warnings += problems
         metrics['size_agreement'] = {
@@ -163,7 +163,7 @@ def evaluate_luna16(inputs: Luna16Inputs, out_dir: str | os.PathLike,
     _atomic_write(out_dir / 'froc.png', froc_png(result, title))
     if pairs is not None:
         _atomic_write(out_dir / 'bland_altman.png', bland_altman_png(
-            pairs, f'{prefix}size agreement on detected nodules ({len(pairs)} paired)',
+            pairs, f'{prefix}size agreement on reported nodules ({len(pairs)} paired)',
             metrics['size_agreement']['reference']))
     _atomic_write(out_dir / 'metrics.json', (json.dumps(metrics, indent=1) + '\n').encode())
     _atomic_write(out_dir / 'metrics.md', metrics_markdown(metrics).encode())
@@ -241,8 +241,9 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
                      f'{boot["seed"]}).')
     size = metrics.get('size_agreement')
     if size is not None:
-        lines += ['', f'## Size agreement ({size["pairs"]} of {size["detected_nodules"]} detected '
-                      f'nodules paired; reference: {size["reference"]}; bands by '
+        lines += ['', f'## Size agreement ({size["pairs"]} nodules paired with a reported nodule of '
+                      f'nodules.csv, {size["detected_nodules"]} detected at any score; '
+                      f'reference: {size["reference"]}; bands by '
                       f'{size["bands_by"]})', '',
                   '| measure | band | n | MAE (mm) | bias (mm) |', '|---|---|---|---|---|']
         for measure in MEASURES:

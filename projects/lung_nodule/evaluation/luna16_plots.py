@@ -106,7 +106,7 @@ def bland_altman_png(pairs: Sequence[SizePair], title: str, reference_label: str
             ax.set_ylim(low - margin, high + 1.5 * margin)
             ax.legend(loc='lower left', fontsize=7)
         else:
-            ax.text(0.5, 0.5, 'no detected nodule paired', transform=ax.transAxes, ha='center',
+            ax.text(0.5, 0.5, 'no reported nodule paired', transform=ax.transAxes, ha='center',
                     va='center')
         ax.axhline(0.0, color='grey', lw=0.8, ls=':')
         ax.grid(True, alpha=0.3)

@@ -1,12 +1,14 @@
-"""How well measured nodule sizes agree with the reference, on the nodules FROC detects.
+"""How well measured nodule sizes agree with the reference, on the nodules the tool reports.
 
-Every included nodule that the FROC matching detects is paired with the prediction of
-its highest-scoring hit: the row of the inference output ``DIR/<seriesuid>/nodules.csv``
-whose centre is the hit's. **Pairing rule**: the candidates file and ``nodules.csv`` are
-written from the same linked nodules, so the row whose coordinates all lie within
-:data:`SAME_POINT_MM` of the candidate's is taken (of several, the one with the closest
-probability); when none does (candidates written by another tool, rounded), the nearest
-row of that scan is taken and a warning gives the distance.
+The inference output ``DIR/<seriesuid>/nodules.csv`` holds the nodules a user reads: those
+at or above ``tools/infer_scan.py``'s ``--score-thr`` (the candidates file holds every
+candidate, without sizes). **Pairing rule**: every included reference nodule is paired
+with the most probable row of its scan's ``nodules.csv`` that hits it by LUNA16's rule
+(the row's centre strictly within the nodule's radius, :func:`.froc.hit_matrix`, the
+FROC's own test). A nodule that no row hits (missed, or found only below the table's
+score threshold) has no measured size and is left out; the metrics give the number of
+pairs beside the FROC's count of nodules detected at any score. The candidates file plays
+no part: a size belongs to the reported nodule, whatever rescoring did to its probability.
 
 The predicted ``long_axis_mm``, ``mean_diameter_mm`` and ``equivalent_diameter_mm`` are
 compared with the reference: the annotation's ``diameter_mm`` (a radiologist's long-axis
@@ -33,16 +35,14 @@ import numpy as np
 from projects.lung_nodule.ct.io import ScanReadError
 from projects.lung_nodule.ct.measure import measure_label_volume, read_label_volume
 
-from .froc import ScanMatch
+from .froc import ScanMatch, hit_matrix
 from .luna16_inputs import Finding
 
-__all__ = ['MEASURES', 'SAME_POINT_MM', 'SIZE_BANDS', 'SizePair', 'agreement_stats',
-           'pair_detected_nodules', 'read_nodule_table', 'reference_sizes_from_labels',
-           'size_band']
+__all__ = ['MEASURES', 'SIZE_BANDS', 'SizePair', 'agreement_stats', 'pair_reported_nodules',
+           'read_nodule_table', 'reference_sizes_from_labels', 'size_band']
 
 MEASURES = ('long_axis_mm', 'mean_diameter_mm', 'equivalent_diameter_mm')
 SIZE_BANDS = (('<6', 0.0, 6.0), ('6-8', 6.0, 8.0), ('8-15', 8.0, 15.0), ('>=15', 15.0, math.inf))
-SAME_POINT_MM = 1e-3
 _TABLE_COLUMNS = ('nodule_id', 'coordX', 'coordY', 'coordZ', 'probability') + MEASURES
 
 
@@ -56,7 +56,7 @@ def size_band(diameter_mm: float) -> str:
 
 @dataclass(frozen=True)
 class SizePair:
-    """A detected reference nodule and the prediction it is paired with.
+    """A reference nodule and the reported nodule it is paired with.
 
     Attributes:
         finding: The reference nodule (its ``annotated_diameter_mm`` sets the band).
@@ -64,7 +64,7 @@ class SizePair:
         reference: Reference value per measure (mm).
         predicted: Predicted value per measure (mm).
         prediction_id: ``nodule_id`` of the paired ``nodules.csv`` row.
-        distance_mm: Distance between the hit and the paired row's centre.
+        distance_mm: Distance between the reference centre and the paired row's.
     """
 
     finding: Finding
@@ -112,16 +112,16 @@ def read_nodule_table(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
     return rows, warnings
 
 
-def pair_detected_nodules(matches: Sequence[ScanMatch], nodules_dir: str | os.PathLike,
+def pair_reported_nodules(matches: Sequence[ScanMatch], nodules_dir: str | os.PathLike,
                           reference_sizes: Mapping[tuple[str, int], dict[str, float]] | None = None
                           ) -> tuple[list[SizePair], list[str]]:
-    """Pair every detected included nodule with the prediction of its best hit.
+    """Pair every included nodule with the most probable reported nodule that hits it.
 
     Args:
-        matches: FROC matches, one per scan.
+        matches: FROC matches, one per scan (their ``nodules``: every included nodule).
         nodules_dir: The inference output (``<seriesuid>/nodules.csv``).
         reference_sizes: ``(seriesuid, data_row) -> {measure: mm}`` measured from
-            reference label volumes; ``None`` compares with ``diameter_mm``. A detected
+            reference label volumes; ``None`` compares with ``diameter_mm``. A paired
             nodule missing from a given mapping is left out with a warning.
 
     Returns:
@@ -131,12 +131,11 @@ def pair_detected_nodules(matches: Sequence[ScanMatch], nodules_dir: str | os.Pa
     pairs: list[SizePair] = []
     warnings: list[str] = []
     for match in matches:
-        detected = [n for n in match.nodules if n.candidate is not None]
-        if not detected:
+        if not match.nodules:
             continue
         table_path = nodules_dir / match.seriesuid / 'nodules.csv'
         if not table_path.is_file():
-            warnings.append(f'{table_path}: not found; the {len(detected)} detected nodule(s) of '
+            warnings.append(f'{table_path}: not found; the {len(match.nodules)} nodule(s) of '
                             f'scan {match.seriesuid} get no size')
             continue
         try:
@@ -146,27 +145,21 @@ def pair_detected_nodules(matches: Sequence[ScanMatch], nodules_dir: str | os.Pa
             continue
         warnings.extend(row_warnings)
         if not rows:
-            warnings.append(f'{table_path}: no usable row; scan {match.seriesuid} gets no size')
-            continue
+            continue  # nothing reported on this scan
         coords = np.stack([r['coord'] for r in rows])
-        for nodule in detected:
-            finding, mark = nodule.finding, nodule.candidate
+        probabilities = np.array([r['probability'] for r in rows])
+        hits = hit_matrix([n.finding.coord_xyz for n in match.nodules],
+                          [n.finding.diameter_mm for n in match.nodules], coords)
+        for nodule, row_hits in zip(match.nodules, hits):
+            if not row_hits.any():
+                continue
+            finding = nodule.finding
             where = f'{finding.path}, line {finding.line}'
             if finding.annotated_diameter_mm is None or finding.annotated_diameter_mm <= 0:
                 warnings.append(f'{where}: no annotated diameter; no size band, left out of the '
                                 f'size agreement')
                 continue
-            point = np.asarray(mark.coord_xyz, dtype=np.float64)
-            offsets = np.abs(coords - point).max(axis=1)
-            same = np.flatnonzero(offsets <= SAME_POINT_MM)
-            if same.size:
-                best = int(same[np.argmin([abs(rows[i]['probability'] - mark.probability)
-                                           for i in same])])
-            else:
-                best = int(np.argmin(np.linalg.norm(coords - point, axis=1)))
-                warnings.append(f'{mark.path}, line {mark.line}: no row of {table_path} at the '
-                                f'candidate; paired with the nearest ({rows[best]["nodule_id"]}, '
-                                f'{np.linalg.norm(coords[best] - point):.2f} mm away)')
+            best = int(np.flatnonzero(row_hits)[np.argmax(probabilities[row_hits])])
             if reference_sizes is None:
                 reference = {m: finding.annotated_diameter_mm for m in MEASURES}
             else:
@@ -179,7 +172,7 @@ def pair_detected_nodules(matches: Sequence[ScanMatch], nodules_dir: str | os.Pa
                 finding=finding, band=size_band(finding.annotated_diameter_mm),
                 reference=dict(reference), predicted={m: rows[best][m] for m in MEASURES},
                 prediction_id=str(rows[best]['nodule_id']),
-                distance_mm=float(np.linalg.norm(coords[best] - point))))
+                distance_mm=float(np.linalg.norm(coords[best] - np.asarray(finding.coord_xyz)))))
     return pairs, warnings
 
 
