@@ -78,6 +78,41 @@ def test_views_of_the_training_scans_by_class(luna, tmp_path):
     assert counts['scans_without_candidates'] == 1  # train_b: its nodules only
 
 
+def test_background_points_lie_on_lung_structures_away_from_findings(luna):
+    root, nodules, train_a, *_ = luna
+    from projects.lung_nodule.ct import read_annotations, read_scan
+    scan = read_scan(root / 'subset0' / f'{train_a}.mhd')
+    findings = [f for f in read_annotations(root / 'annotations.csv')[0]
+                if f.seriesuid == train_a]
+    points = candidates_to_views.background_points(scan, findings, 20,
+                                                   np.random.default_rng(0))
+    assert points.shape == (20, 3)
+    again = candidates_to_views.background_points(scan, findings, 20, np.random.default_rng(0))
+    np.testing.assert_array_equal(points, again)  # the seed decides
+    index = np.rint(scan.geometry.world_to_index(points)).astype(int)  # (x, y, z)
+    hu = scan.array[index[:, 2], index[:, 1], index[:, 0]]
+    assert (hu > candidates_to_views.DENSE_HU).all()  # on tissue, not in the air
+    for f in findings:
+        distance = np.linalg.norm(points - np.asarray(f.coord_xyz), axis=1)
+        assert (distance > max(1.5 * f.radius_mm, 7.5)).all()
+    assert candidates_to_views.background_points(
+        scan, findings, 0, np.random.default_rng(0)).shape == (0, 3)
+
+
+def test_background_views_join_the_normal_class(luna, tmp_path):
+    root, nodules, train_a, train_b, test, splits = luna
+    candidates, excluded = _candidates(root, nodules, train_a, test)
+    out = tmp_path / 'views'
+    assert candidates_to_views.main([
+        '--luna-root', str(root), '--annotations', str(root / 'annotations.csv'),
+        '--candidates', str(candidates), '--splits', str(splits), '--excluded', str(excluded),
+        '--copies', '4', '--background', '6', '--out', str(out)]) == 0
+    counts = json.loads((out / 'summary.json').read_text())['counts']
+    assert counts['views_background'] == 12  # 6 on each of the two training scans
+    assert len(list((out / 'train/normal').glob('*.png'))) == 1 + 12  # + the false positive
+    assert len(list((out / 'train/normal').glob(f'{train_b}_*.png'))) == 6
+
+
 def test_an_unreadable_scan_is_named_and_the_others_exported(luna, tmp_path):
     root, nodules, train_a, train_b, test, splits = luna
     candidates, _ = _candidates(root, nodules, train_a, test)

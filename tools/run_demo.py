@@ -14,9 +14,10 @@ Each step is the real tool a user would run (a subprocess; its command is in the
 6. ``tools/test.py --eval segm``            COCO segm AP / AP50, Matterport mAP@0.5, Dice
 7. ``tools/infer_scan.py``                  whole-scan inference on every test scan (with
                                             ``--workers 2``: ``tools/dist_infer.sh``, 2 shards)
-8. false-positive reduction (beyond the paper): ``tools/infer_scan.py`` on half of the
+8. false-positive reduction (beyond the paper): ``tools/infer_scan.py`` on 6 of the
    training scans -> ``data_prep/candidates_to_views.py`` (3-view images of its
-   candidates) -> ``tools/train.py`` ResNet-20 (``configs/fp_reduction/``) ->
+   candidates, of the training nodules and of vessels on every training scan) ->
+   ``tools/train.py`` ResNet-20 (``configs/fp_reduction/``) ->
    ``tools/rescore_candidates.py`` on the test candidates
 9. ``tools/eval_luna16.py``                 FROC / CPM with intervals of the detector alone
                                             and after rescoring; diameter agreement
@@ -106,14 +107,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              'and epoch)')
     parser.add_argument('--patch-epochs', type=int, default=2,
                         help='patch classifier epochs (~90 CPU s each with 3000 patches)')
-    parser.add_argument('--iters', type=int, default=700,
+    parser.add_argument('--iters', type=int, default=650,
                         help='Mask R-CNN steps of two 160 px crops (~0.45 s each on 2 idle '
                              'cores while only the heads train, ~0.65 s from stage 3+ on); '
                              'the stages take 1/4, 1/2 and 1/4 of them')
     parser.add_argument('--fpr-epochs', type=int, default=6,
                         help='epochs of the false-positive reduction classifier (ResNet-20 on '
-                             '~1,700 3-view images: ~10 s each on 2 cores; its candidates cost '
-                             '~6 s of inference per training scan, on half of them)')
+                             '~2,200 3-view images: ~14 s each on 2 cores)')
+    parser.add_argument('--fpr-scans', type=int, default=6,
+                        help='training scans the detector runs on for the classifier\'s '
+                             'normal class (evenly spread; ~6 s of inference each)')
+    parser.add_argument('--fpr-background', type=int, default=45,
+                        help='more normal views per training scan, on vessels and other lung '
+                             'structures away from the nodules (candidates_to_views.py '
+                             '--background; ~0.5 s of 1 core per scan, and 45 x 22 scans make '
+                             'each classifier epoch ~60%% longer)')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the synthetic data and the split')
     parser.add_argument('--train-seed', type=int, default=0,
@@ -130,9 +138,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.toy:
         for key, value in TOY.items():
             setattr(args, key, value)
-    if args.iters < 4 or min(args.patch_epochs, args.fpr_epochs) < 1 or args.num_scans < 2:
-        parser.error('need --iters >= 4, --patch-epochs >= 1, --fpr-epochs >= 1 and '
-                     '--num-scans >= 2')
+    if (args.iters < 4 or min(args.patch_epochs, args.fpr_epochs) < 1 or args.num_scans < 2
+            or args.fpr_background < 0 or args.fpr_scans < 1):
+        parser.error('need --iters >= 4, --patch-epochs >= 1, --fpr-epochs >= 1, '
+                     '--num-scans >= 2, --fpr-background >= 0 and --fpr-scans >= 1')
     if args.data_root is None and min(args.shape[1:]) < 256:
         parser.error(f'--shape {args.shape}: the 50x50 patch export needs >= 256 px in-plane')
     if args.image_size is None:
@@ -277,12 +286,14 @@ def stage_begin(fraction: float, iters: int) -> int:
     return int(round(fraction * iters))
 
 
-def write_every_other_training_scan(splits_csv: Path, out_csv: Path) -> None:
-    """``out_csv``: every other training scan of ``splits_csv`` (sorted by seriesuid), as
-    ``train``: the scans whose detector candidates teach the false-positive reduction."""
+def write_fpr_scans(splits_csv: Path, out_csv: Path, count: int) -> None:
+    """``out_csv``: ``count`` training scans of ``splits_csv``, evenly spread over them
+    (sorted by seriesuid), as ``train``: the scans whose detector candidates teach the
+    false-positive reduction."""
     from data_prep.common import read_splits_csv, write_splits_csv
     train = sorted(uid for uid, split in read_splits_csv(splits_csv).items() if split == 'train')
-    write_splits_csv(out_csv, {uid: 'train' for uid in train[::2]})
+    n = min(count, len(train))
+    write_splits_csv(out_csv, {train[i * len(train) // n]: 'train' for i in range(n)})
 
 
 def _test_scans(splits_csv: Path) -> int:
@@ -348,10 +359,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             'test', '--out', infer_dir), [infer_dir / 'candidates.csv'],
             tool=Path('tools/infer_scan.py')),
     ]
-    # False-positive reduction (beyond the paper): the detector's candidates on half of
-    # the training scans are the normal class of a 3-view classifier, which then rescores
-    # the test candidates. Half: ~1,000 false positives are enough for it, and the other
-    # half would cost another minute of inference (benchmarks/RESULTS.md).
+    # False-positive reduction (beyond the paper): the detector's candidates on a few
+    # training scans, with vessels of every training scan, are the normal class of a
+    # 3-view classifier, which then rescores the test candidates. A few: with the vessels,
+    # ~550 false positives of 6 scans did as well as ~1,000 of 11 (CPM 0.481 against 0.487),
+    # for half a minute less of inference (benchmarks/RESULTS.md).
     fpr_splits = out / 'fp_reduction_scans.csv'
     infer_train_dir, views, fpr_dir = out / 'infer_train', out / 'fp_views', out / 'fp_reduction'
     fpr_ckpt = fpr_dir / f'epoch_{args.fpr_epochs}.pth'
@@ -359,16 +371,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     rescored = infer_dir / 'candidates_rescored.csv'
     excluded_args = ['--excluded', excluded] if excluded.exists() or synthetic else []
     steps += [
-        Step('infer_train', 'false-positive reduction: inference on half of the training scans',
+        Step('infer_train', 'false-positive reduction: inference on a few training scans',
              infer_command(args.workers, det_config_used, det_ckpt, luna, '--splits', fpr_splits,
                            '--split', 'train', '--out', infer_train_dir),
              [infer_train_dir / 'candidates.csv'], tool=Path('tools/infer_scan.py'),
-             prepare=lambda: write_every_other_training_scan(splits_csv, fpr_splits),
+             prepare=lambda: write_fpr_scans(splits_csv, fpr_splits, args.fpr_scans),
              needs='infer'),
         Step('fpr_views', 'false-positive reduction: 3-view images of those candidates', _py(
             'data_prep/candidates_to_views.py', '--luna-root', luna, '--annotations', annotations,
             '--candidates', infer_train_dir / 'candidates.csv', '--splits', splits_csv,
-            *excluded_args, '--seed', args.train_seed, '--workers', args.workers, '--out', views),
+            *excluded_args, '--background', args.fpr_background, '--seed', args.train_seed,
+            '--workers', args.workers, '--out', views),
             [views / 'info.json'], tool=Path('data_prep/candidates_to_views.py'),
             needs='infer_train'),
         Step('fpr_train', 'false-positive reduction: train ResNet-20 on the views (mmpretrain)',
