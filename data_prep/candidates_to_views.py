@@ -119,7 +119,7 @@ def background_points(scan: CTScan, findings: Sequence[NoduleAnnotation], count:
     Why: the detector's false positives are vessels and airway walls cut across; the
     candidates of the scans it ran on give ~1,000 of them, and these points add the same
     kinds of structure from every exported scan at the cost of a lung mask, not of
-    inference (demo: CPM 0.455 -> 0.49, benchmarks/RESULTS.md). The rules are the
+    inference (demo: CPM 0.455 -> 0.487, benchmarks/RESULTS.md). The rules are the
     constants above; ``(0, 3)`` when the scan has no such voxel.
     """
     if count <= 0:

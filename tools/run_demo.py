@@ -27,9 +27,10 @@ Each step is the real tool a user would run (a subprocess; its command is in the
 No network is needed (no weights are downloaded: the backbone comes from step 4).
 Runs are resumable: a step whose outputs exist is skipped (``--restart`` redoes all).
 A step whose tool is not in this checkout is skipped with a message, and the report
-says so. Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md): 13.9 min wall,
-21.6 min of CPU time (data 0.4 min wall, patch classifier 1.9, Mask R-CNN 7.2, test +
-inference 1.8, false-positive reduction 2.4, evaluation 0.1); the issue's budget is 15 min.
+says so. Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md): 15.1 min wall,
+22.3 min of CPU time (data 0.5 min wall, patch classifier 1.8, Mask R-CNN 8.1, test +
+inference 2.1, false-positive reduction 2.5, evaluation 0.1), in an hour when this VM ran
+the detector's steps 15-20% slower than in others; the issue's budget is 15 min.
 
 Example::
 
@@ -78,7 +79,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     'R-CNN -> staged fine-tune -> test, whole-scan inference, false-positive '
                     'reduction, FROC) on '
                     'synthetic LUNA16, ending in OUT/REPORT.md. Measured with the defaults: '
-                    '13.9 min on 2 idle CPU cores (21.6 min of CPU time).',
+                    '13-15 min on 2 idle CPU cores (22 min of CPU time).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', type=Path, default=Path('work_dirs/demo'), help='output folder')
     parser.add_argument('--data-root', type=Path, default=None,

@@ -21,13 +21,14 @@ data_root = 'data/luna16_views/'
 train_dataloader = dict(num_workers=1, persistent_workers=True,
                         dataset=dict(data_root=data_root, data_prefix='train'))
 
-# 6 epochs of ~1,700 views (the demo: its detector's ~1,000 false positives on 11
-# training scans, 10 views of each of ~70 training nodules, and the hits; 27 steps of 64
-# an epoch, about a minute on 2 CPU cores). In the demo this rescoring took the CPM from
-# 0.331 (detector alone) to 0.455; on an earlier detector, with the candidates of all 22
-# training scans, from 0.392 to 0.500 (6 epochs) and 0.548 (12): the gain is larger than
-# the spread between epochs and seeds (benchmarks/RESULTS.md, "False-positive
-# reduction"). The cosine decay spans the epochs.
+# 6 epochs of ~2,200 views (the demo: its detector's ~520 false positives on 6 training
+# scans, 990 views of vessels on all 22 (candidates_to_views.py --background 45), 10 views
+# of each of ~66 training nodules, and the hits; 35 steps of 64 an epoch, about 1.5 min
+# on 2 CPU cores). In the demo this rescoring took the CPM from 0.315 (detector alone) to
+# 0.476; without the vessel views, on the candidates of 11 training scans, from 0.331 to
+# 0.455 (seeds 0-2: 0.451 +- 0.010), and with them 0.487; the vessel views help only with
+# 6 epochs, not 4 (benchmarks/RESULTS.md, "False-positive reduction"). The cosine decay
+# spans the epochs.
 train_cfg = dict(by_epoch=True, max_epochs=6, val_interval=1000)
 param_scheduler = dict(type='CosineAnnealingLR', T_max=6, by_epoch=True, eta_min=1e-5)
 
