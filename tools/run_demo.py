@@ -27,10 +27,10 @@ Each step is the real tool a user would run (a subprocess; its command is in the
 No network is needed (no weights are downloaded: the backbone comes from step 4).
 Runs are resumable: a step whose outputs exist is skipped (``--restart`` redoes all).
 A step whose tool is not in this checkout is skipped with a message, and the report
-says so. Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md): 15.1 min wall,
-22.3 min of CPU time (data 0.5 min wall, patch classifier 1.8, Mask R-CNN 8.1, test +
-inference 2.1, false-positive reduction 2.5, evaluation 0.1), in an hour when this VM ran
-the detector's steps 15-20% slower than in others; the issue's budget is 15 min.
+says so. Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md): 14.0 min wall,
+21.4 min of CPU time (data 0.4 min wall, patch classifier 1.9, Mask R-CNN 7.2, test +
+inference 2.2, false-positive reduction 2.2, evaluation 0.1); 15.1 min in an hour when
+this VM ran the detector's steps 15-20% slower; the issue's budget is 15 min.
 
 Example::
 
