@@ -78,10 +78,29 @@ def test_views_of_the_training_scans_by_class(luna, tmp_path):
     assert counts['scans_without_candidates'] == 1  # train_b: its nodules only
 
 
-def test_background_points_lie_on_lung_structures_away_from_findings(luna):
+def _ras_nifti_copy(mhd: Path, out: Path) -> Path:
+    """The same anatomy in RAS order (direction diag(-1, -1, 1)), as NIfTI files often are."""
+    import SimpleITK as sitk
+    image = sitk.ReadImage(str(mhd))
+    flipped = sitk.GetImageFromArray(sitk.GetArrayFromImage(image)[:, ::-1, ::-1].copy())
+    flipped.SetSpacing(image.GetSpacing())
+    nx, ny, _ = image.GetSize()
+    flipped.SetOrigin(image.TransformIndexToPhysicalPoint((nx - 1, ny - 1, 0)))
+    flipped.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
+    sitk.WriteImage(flipped, str(out))
+    return out
+
+
+@pytest.mark.parametrize('layout', ['mhd', 'ras_nifti'])
+def test_background_points_lie_on_lung_structures_away_from_findings(luna, tmp_path, layout):
     root, nodules, train_a, *_ = luna
     from projects.lung_nodule.ct import read_annotations, read_scan
-    scan = read_scan(root / 'subset0' / f'{train_a}.mhd')
+    path = root / 'subset0' / f'{train_a}.mhd'
+    if layout == 'ras_nifti':
+        path = _ras_nifti_copy(path, tmp_path / f'{train_a}.nii.gz')
+    scan = read_scan(path)
+    if layout == 'ras_nifti':
+        assert np.diag(scan.geometry.direction_matrix).tolist() == [-1.0, -1.0, 1.0]
     findings = [f for f in read_annotations(root / 'annotations.csv')[0]
                 if f.seriesuid == train_a]
     points = candidates_to_views.background_points(scan, findings, 20,

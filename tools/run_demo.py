@@ -121,8 +121,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--fpr-background', type=int, default=45,
                         help='more normal views per training scan, on vessels and other lung '
                              'structures away from the nodules (candidates_to_views.py '
-                             '--background; ~0.5 s of 1 core per scan, and 45 x 22 scans make '
-                             'each classifier epoch ~60%% longer)')
+                             '--background; ~0.5 s of 1 core per scan; 45 x 22 scans are 990 '
+                             'views, ~45%% of the classifier\'s training set)')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the synthetic data and the split')
     parser.add_argument('--train-seed', type=int, default=0,
