@@ -104,7 +104,7 @@ def bland_altman_png(pairs: Sequence[SizePair], title: str, reference_label: str
             high = max(float(diff.max()), *(y for y, _, _ in lines))
             margin = 0.12 * max(high - low, 1.0)
             ax.set_ylim(low - margin, high + 1.5 * margin)
-            ax.legend(loc='lower left', fontsize=7)
+            ax.legend(loc='best', fontsize=7, framealpha=0.6)  # off the points
         else:
             ax.text(0.5, 0.5, 'no reported nodule paired', transform=ax.transAxes, ha='center',
                     va='center')
