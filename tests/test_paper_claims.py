@@ -52,6 +52,12 @@ def test_false_positives_match_one_to_one_by_score(tmp_path):
     assert (counts.slices, counts.detections, counts.true_positives, counts.false_positives) \
         == (2, 3, 1, 2)
     assert counts.fp_per_slice == 1.0 and counts.recall == 0.5
+    # both 6x6 nodules (36 px) fall in the 20-50 px band: one found, one missed
+    bands = {(b.low, b.high): (b.ground_truth, b.found) for b in counts.by_area}
+    assert bands.pop((20, 50)) == (2, 1) and set(bands.values()) == {(0, 0)}
+    # at any score the 0.3 detection counts too, but it lies on no nodule
+    every = count_false_positives(tmp_path / 'coco.json', tmp_path / 'pred.pkl', score_thr=0.0)
+    assert (every.detections, every.true_positives) == (4, 1)
     with open(tmp_path / 'pred.pkl', 'wb') as handle:
         pickle.dump(preds[:1], handle)
     with pytest.raises(ValueError, match='no prediction for 1 image'):

@@ -140,6 +140,13 @@ def test_toy_demo_writes_every_artefact_of_the_report(repo_root, tmp_path):
         assert '## Not run' in report
     metrics = json.loads((out / 'mask_rcnn_test/test_metrics.json').read_text())
     assert 'coco/segm_mAP_50' in metrics
+    # the bound of AP50: test-slice masks found at any score, by area, all masks counted
+    section = report.split('## Where the detector misses (test slices)', 1)[1]
+    rows = [line for line in section.split('\n## ', 1)[0].splitlines()
+            if line.startswith('| ') and not line.startswith('| cross-section')]
+    test_masks = len(json.loads((out / 'luna16_coco/annotations/instances_test.json')
+                                .read_text())['annotations'])
+    assert len(rows) == 5 and sum(int(row.split('|')[2]) for row in rows) == test_masks
     patch = json.loads((out / 'patch_cls_test/test_metrics.json').read_text())
     assert 0 <= patch['accuracy/top1'] <= 100
     assert f"{patch['accuracy/top1']:.1f}%" in report

@@ -7,6 +7,11 @@ order of score, greedily, as COCO matches) to a ground-truth nodule mask of its 
 mask IoU >= ``iou_thr`` (0.5, the AP50 criterion); every other one is a false positive.
 The default operating point, 0.5, is ``tools/infer_scan.py``'s ``--score-thr``.
 
+The same count at ``score_thr=0`` says how many nodule cross-sections the detector finds
+at all (mask IoU >= 0.5 at any score): no ranking can bring AP50 above that recall. It is
+given by cross-section area too (:data:`AREA_BANDS_PX`), because that is where a slice
+detector fails: the off-centre slices of a small nodule show a few pixels of it.
+
 Light: numpy and pycocotools; the pickle holds torch tensors, so unpickling it needs the
 environment that wrote it (this module imports no torch itself).
 """
@@ -19,7 +24,25 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ['SliceCounts', 'count_false_positives']
+__all__ = ['AREA_BANDS_PX', 'AreaBand', 'SliceCounts', 'count_false_positives']
+
+#: Edges of the ground-truth area bands (pixels of the slice): under 20 px is under
+#: ~5 px across, where a stride-4 feature map has about one cell for the nodule.
+AREA_BANDS_PX = (0, 20, 50, 100, 300, float('inf'))
+
+
+@dataclass(frozen=True)
+class AreaBand:
+    """Ground-truth masks with ``low <= area < high`` pixels, and how many were matched."""
+
+    low: float
+    high: float
+    ground_truth: int
+    found: int
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.ground_truth if self.ground_truth else float('nan')
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,7 @@ class SliceCounts:
     false_positives: int
     score_thr: float
     iou_thr: float
+    by_area: tuple[AreaBand, ...] = ()
 
     @property
     def fp_per_slice(self) -> float:
@@ -65,7 +89,8 @@ def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: flo
         coco_json: ``instances_<split>.json`` (ground-truth masks as RLE or polygons).
         predictions_pkl: ``tools/test.py CONFIG CKPT --out predictions.pkl`` on that split
             (one entry per image, ``img_id`` and ``pred_instances`` with RLE ``masks``).
-        score_thr: detections below it are not shown to a reader and not counted.
+        score_thr: detections below it are not shown to a reader and not counted
+            (0: every detection, the recall that bounds AP50).
         iou_thr: mask IoU from which a detection matches a ground-truth nodule.
 
     Raises:
@@ -87,6 +112,9 @@ def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: flo
         predictions = pickle.load(handle)
     seen: set[int] = set()
     detections = true_positives = 0
+    areas = {i: np.asarray(mask_utils.area(v), dtype=float).reshape(-1) if v else np.zeros(0)
+             for i, v in gt.items()}
+    found = {i: np.zeros(len(v), dtype=bool) for i, v in gt.items()}
     for pred in predictions:
         img_id = int(pred['img_id'])
         if img_id not in images:
@@ -104,7 +132,7 @@ def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: flo
             continue
         masks = [_rle(inst['masks'][i]) for i in order]
         ious = np.asarray(mask_utils.iou(masks, truths, [0] * len(truths)), dtype=float)
-        taken = np.zeros(len(truths), dtype=bool)
+        taken = found[img_id]
         for row in ious.reshape(len(masks), len(truths)):
             row = np.where(taken, -1.0, row)
             best = int(np.argmax(row))
@@ -115,7 +143,13 @@ def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: flo
     if missing:
         raise ValueError(f'{predictions_pkl}: no prediction for {len(missing)} image(s) of '
                          f'{coco_json}, e.g. id {missing[0]}')
+    all_areas = np.concatenate([areas[i] for i in images]) if images else np.zeros(0)
+    all_found = np.concatenate([found[i] for i in images]) if images else np.zeros(0, bool)
+    bands = []
+    for low, high in zip(AREA_BANDS_PX[:-1], AREA_BANDS_PX[1:]):
+        in_band = (all_areas >= low) & (all_areas < high)
+        bands.append(AreaBand(low, high, int(in_band.sum()), int(all_found[in_band].sum())))
     return SliceCounts(slices=len(images), ground_truth=sum(len(v) for v in gt.values()),
                        detections=detections, true_positives=true_positives,
                        false_positives=detections - true_positives, score_thr=score_thr,
-                       iou_thr=iou_thr)
+                       iou_thr=iou_thr, by_area=tuple(bands))
