@@ -55,6 +55,8 @@ def test_false_positives_match_one_to_one_by_score(tmp_path):
     # both 6x6 nodules (36 px) fall in the 20-50 px band: one found, one missed
     bands = {(b.low, b.high): (b.ground_truth, b.found) for b in counts.by_area}
     assert bands.pop((20, 50)) == (2, 1) and set(bands.values()) == {(0, 0)}
+    assert (300, None) in bands
+    json.dumps(counts.as_dict(), allow_nan=False)  # strict JSON: the open band is None
     # at any score the 0.3 detection counts too, but it lies on no nodule
     every = count_false_positives(tmp_path / 'coco.json', tmp_path / 'pred.pkl', score_thr=0.0)
     assert (every.detections, every.true_positives) == (4, 1)

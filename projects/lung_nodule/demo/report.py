@@ -160,7 +160,7 @@ def _slice_recall_lines(counts: tuple[SliceCounts, SliceCounts] | None) -> list[
              '| cross-section area (px) | nodule masks | found at any score | '
              f'found at score >= {shown.score_thr:g} |', '|---|---|---|---|']
     for band, band_shown in zip(every.by_area, shown.by_area):
-        span = (f'>= {band.low:g}' if math.isinf(band.high) else f'{band.low:g}-{band.high:g}')
+        span = f'>= {band.low:g}' if band.high is None else f'{band.low:g}-{band.high:g}'
         lines.append(f'| {span} | {band.ground_truth} | {band.found} ({_fmt(band.recall, 2)}) '
                      f'| {band_shown.found} ({_fmt(band_shown.recall, 2)}) |')
     return lines + ['']
@@ -235,7 +235,8 @@ def write_report(run: DemoRun) -> Path:
              f'Started {run.started_utc}. Machine: {run.machine}.', '',
              f'Command: `python tools/run_demo.py {" ".join(run.argv)}`', '',
              *headline, '', '## Targets (issue 13)', '', *_target_rows(fig), '',
-             *_slice_recall_lines(recall), '## Steps', '', '| step | wall (s) | CPU (s) | status | command |',
+             *_slice_recall_lines(recall),
+             '## Steps', '', '| step | wall (s) | CPU (s) | status | command |',
              '|---|---|---|---|---|']
     for s in run.steps:
         lines.append(f'| {s.title} | {_fmt(s.seconds, 1)} | {_fmt(s.cpu_seconds, 1)} | '

@@ -26,17 +26,19 @@ import numpy as np
 
 __all__ = ['AREA_BANDS_PX', 'AreaBand', 'SliceCounts', 'count_false_positives']
 
-#: Edges of the ground-truth area bands (pixels of the slice): under 20 px is under
-#: ~5 px across, where a stride-4 feature map has about one cell for the nodule.
-AREA_BANDS_PX = (0, 20, 50, 100, 300, float('inf'))
+#: Lower edges of the ground-truth area bands (pixels of the slice), the last band open:
+#: under 20 px is under ~5 px across, where a stride-4 feature map has about one cell for
+#: the nodule.
+AREA_BANDS_PX = (0, 20, 50, 100, 300)
 
 
 @dataclass(frozen=True)
 class AreaBand:
-    """Ground-truth masks with ``low <= area < high`` pixels, and how many were matched."""
+    """Ground-truth masks with ``low <= area < high`` pixels (``high`` None: no upper
+    bound), and how many were matched."""
 
     low: float
-    high: float
+    high: float | None
     ground_truth: int
     found: int
 
@@ -146,8 +148,8 @@ def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: flo
     all_areas = np.concatenate([areas[i] for i in images]) if images else np.zeros(0)
     all_found = np.concatenate([found[i] for i in images]) if images else np.zeros(0, bool)
     bands = []
-    for low, high in zip(AREA_BANDS_PX[:-1], AREA_BANDS_PX[1:]):
-        in_band = (all_areas >= low) & (all_areas < high)
+    for low, high in zip(AREA_BANDS_PX, (*AREA_BANDS_PX[1:], None)):
+        in_band = (all_areas >= low) & (all_areas < (np.inf if high is None else high))
         bands.append(AreaBand(low, high, int(in_band.sum()), int(all_found[in_band].sum())))
     return SliceCounts(slices=len(images), ground_truth=sum(len(v) for v in gt.values()),
                        detections=detections, true_positives=true_positives,
