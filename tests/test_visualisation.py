@@ -1,4 +1,5 @@
 """browse_dataset.py and tools/test.py --show-dir write PNGs that mark the nodules."""
+import copy
 import importlib.util
 import json
 import subprocess
@@ -12,6 +13,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmdet.registry import MODELS, VISUALIZERS
+from tests.conftest import forget_visualizers
 from tests.test_train_resume_test_tools import TINY, _data_options
 
 STAGED = 'configs/lung/mask_rcnn_r101_fpn_staged.py'
@@ -121,3 +123,26 @@ def test_demo_overlay_score_labels_neither_overlap_nor_leave_the_window():
             assert 0 <= x <= 86 and 5 <= y <= 95, (left, top, placed)
             for px, py in placed[:i]:
                 assert abs(x - px) >= 10 or abs(y - py) >= 5, placed
+
+
+def test_a_later_runner_gets_its_own_visualizer(repo_root, tmp_path):
+    """What conftest's autouse fixture does between tests: a visualizer built by name, as
+    a Runner builds it, writes into its own save_dir, not into the previous one's."""
+    import projects.lung_nodule.registry  # noqa: F401  (NoduleVisualizer registered)
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(str(repo_root / STAGED)).visualizer
+
+    def build(save_dir):  # a copy: mmengine fills save_dir into the backend dicts in place
+        return VISUALIZERS.build({**copy.deepcopy(cfg), 'save_dir': str(save_dir)})
+
+    first = build(tmp_path / 'first')
+    with pytest.warns(UserWarning, match='has been created'):  # mmengine's own reuse
+        assert build(tmp_path / 'second') is first
+    forget_visualizers()
+    second = build(tmp_path / 'second')
+    assert second is not first
+    second.add_config(Config(dict(a=1)))
+    first.add_config(Config(dict(a=0)))
+    assert (tmp_path / 'second/vis_data/config.py').read_text() != \
+        (tmp_path / 'first/vis_data/config.py').read_text()
+
