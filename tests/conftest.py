@@ -46,4 +46,3 @@ def forget_visualizers() -> None:
 def _fresh_visualizers():
     yield
     forget_visualizers()
-

@@ -145,4 +145,3 @@ def test_a_later_runner_gets_its_own_visualizer(repo_root, tmp_path):
     first.add_config(Config(dict(a=0)))
     assert (tmp_path / 'second/vis_data/config.py').read_text() != \
         (tmp_path / 'first/vis_data/config.py').read_text()
-

@@ -206,7 +206,7 @@ def write_report(run: DemoRun) -> Path:
                                       run.coco_root / 'images/test', run.predictions, count=6)
         overlays = plot_overlays(chosen, figures, run.data_label)
     label = run.data_label
-    recall = slice_recall(run)
+    matched = slice_recall(run)
     ci = fig['cpm_ci95']
     cpm_text = _fmt(fig['cpm']) + (f' (95% CI {_fmt(ci[0])}-{_fmt(ci[1])})' if ci else '')
     if fig['cpm_detector'] is not None:
@@ -223,8 +223,8 @@ def write_report(run: DemoRun) -> Path:
         f'- Mask R-CNN R18-FPN, test slices: COCO segm AP {_fmt(fig["segm_ap"])}, '
         f'AP50 {_fmt(fig["segm_ap50"])}; Matterport mAP@0.5 {_fmt(fig["matterport_map50"])}; '
         f'nodule Dice {_fmt(fig["dice"])}'
-        + (f'; nodule masks found at any score {_fmt(recall[0].recall, 2)} (the bound of '
-           'AP50)' if recall else ''),
+        + (f'; nodule masks found at any score {_fmt(matched[0].recall, 2)} (the bound of '
+           'AP50)' if matched else ''),
         f'- whole scans: CPM {cpm_text}; diameter (long axis vs. annotated) for '
         f'{fig["n_ge6"]} reported nodules >= 6 mm: MAE {_fmt(fig["mae_ge6"], 2)} mm, bias '
         f'{_fmt(fig["bias_ge6"], 2)} mm; {per_scan}',
@@ -235,7 +235,7 @@ def write_report(run: DemoRun) -> Path:
              f'Started {run.started_utc}. Machine: {run.machine}.', '',
              f'Command: `python tools/run_demo.py {" ".join(run.argv)}`', '',
              *headline, '', '## Targets (issue 13)', '', *_target_rows(fig), '',
-             *_slice_recall_lines(recall),
+             *_slice_recall_lines(matched),
              '## Steps', '', '| step | wall (s) | CPU (s) | status | command |',
              '|---|---|---|---|---|']
     for s in run.steps:
