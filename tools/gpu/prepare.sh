@@ -144,8 +144,10 @@ for r in requires('mmengine') or []:
         print(r)
 PY
 )
+    # mmengine itself leaves the list too: pip would otherwise resolve the installed
+    # mmengine's own requirements again, opencv-python among them, and fail offline.
     filtered=()
-    for r in "${REQS[@]}"; do [[ $r == opencv-python* ]] || filtered+=("$r"); done
+    for r in "${REQS[@]}"; do [[ $r == opencv-python* || $r == mmengine* ]] || filtered+=("$r"); done
     REQS=("${filtered[@]}" "${MMENGINE_DEPS[@]}")
 fi
 log "installing from $WHEELS: ${REQS[*]}"
@@ -159,8 +161,10 @@ else
     mkdir -p "$LOG_DIR"
     log "building mmcv 2.1.0 for sm_${ARCH/./} with MAX_JOBS=$(nproc) (log: $LOG_DIR/mmcv_build.log)"
     start=$(date +%s)
+    # --no-deps: mmcv's requirements are installed above; resolving them again would ask
+    # for opencv-python where the machine has another OpenCV package.
     if ! MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=$ARCH MAX_JOBS=$(nproc) \
-            "${PIP[@]}" --no-build-isolation --no-cache-dir -v "$SDIST" >"$LOG_DIR/mmcv_build.log" 2>&1; then
+            "${PIP[@]}" --no-build-isolation --no-deps --no-cache-dir -v "$SDIST" >"$LOG_DIR/mmcv_build.log" 2>&1; then
         tail -n 40 "$LOG_DIR/mmcv_build.log" >&2
         die "the mmcv build failed (full log: $LOG_DIR/mmcv_build.log)"
     fi
