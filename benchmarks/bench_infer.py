@@ -16,8 +16,8 @@ writing are per scan and measured as they are) and scales the per-slice stages (
 images, network, linking + measurement) to all lung slices; the plain path is timed on the same
 K slices. The JSON says which figures are measured and which scaled.
 
-Then ``torch.profiler`` on one batch forward: the top entries by self CPU time. The
-detection count is reported: the mask head runs on every kept detection, and an
+Then ``torch.profiler`` on one batch forward: the top entries by self CPU time (on a GPU,
+with ``--device cuda [--amp]``: by self GPU time). The detection count is reported: the mask head runs on every kept detection, and an
 untrained (randomly initialised) model keeps up to ``max_per_img`` (100) per slice.
 
 Example::
@@ -69,18 +69,23 @@ def _random_checkpoint(config: Path, path: Path) -> Path:
     return path
 
 
-def _profile(predictor, images: np.ndarray, zs: list[int], top: int) -> list[dict]:
+def _profile(predictor, images: np.ndarray, zs: list[int], top: int,
+             cuda: bool) -> list[dict]:
+    """Top ops of one batch forward: by self CPU time, or on a GPU by self device time
+    (the kernels' own; the CPU time there is mostly launching them)."""
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
         predictor(images, zs)
-    rows = []
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events)
-    for event in events[:top]:
-        rows.append({'name': event.key, 'calls': event.count,
-                     'self_cpu_s': event.self_cpu_time_total / 1e6,
-                     'self_cpu_share': event.self_cpu_time_total / total if total else 0.0})
-    return rows
+
+    def own(event) -> float:  # microseconds
+        return event.self_device_time_total if cuda else event.self_cpu_time_total
+
+    events = sorted(prof.key_averages(), key=own, reverse=True)
+    total = sum(own(e) for e in events)
+    key = 'self_device' if cuda else 'self_cpu'
+    return [{'name': e.key, 'calls': e.count, f'{key}_s': own(e) / 1e6,
+             f'{key}_share': own(e) / total if total else 0.0} for e in events[:top]]
 
 
 def main(argv=None) -> int:
@@ -94,6 +99,8 @@ def main(argv=None) -> int:
                         help='trained weights (default: a randomly initialised model)')
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--amp', action='store_true',
+                        help='float16 autocast forward, as tools/infer_scan.py --amp (CUDA only)')
     parser.add_argument('--max-slices', type=int, default=0,
                         help='run K evenly spaced lung slices and scale to all (0: all)')
     parser.add_argument('--profile-top', type=int, default=15)
@@ -111,7 +118,7 @@ def main(argv=None) -> int:
     if random_init:
         checkpoint = _random_checkpoint(args.config, args.out / 'random_init.pth')
     inferencer = NoduleInferencer(str(args.config), checkpoint, device=args.device,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, amp=args.amp)
     predictor = inferencer.predictor
     # warm-up forward (lazy initialisations, allocator)
     predictor(np.zeros((1, 512, 512), np.uint8), [0])
@@ -155,25 +162,28 @@ def main(argv=None) -> int:
               for z in picked]
     model = predictor.model
     plain_start = time.perf_counter()
-    for image in images:
-        inference_detector(model, np.repeat(image[:, :, None], 3, axis=2))
+    with torch.autocast('cuda', dtype=torch.float16, enabled=args.amp):
+        for image in images:
+            inference_detector(model, np.repeat(image[:, :, None], 3, axis=2))
     plain_picked = time.perf_counter() - plain_start
     plain_all = plain_picked / len(picked) * len(all_lung_slices)
 
     batch = np.stack(images[len(images) // 2:len(images) // 2 + args.batch_size])
-    profile = _profile(predictor, batch, list(range(len(batch))), args.profile_top)
+    cuda = torch.device(args.device).type == 'cuda'
+    profile = _profile(predictor, batch, list(range(len(batch))), args.profile_top, cuda)
 
     overhead = total - timings['network']
     report = {
         'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         'machine': f'{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, '
-                   f'torch {torch.__version__}, {torch.get_num_threads()} threads',
+                   f'torch {torch.__version__}, {torch.get_num_threads()} threads'
+                   + (f', {torch.cuda.get_device_name(args.device)}' if cuda else ''),
         'load_average_start': os.getloadavg(),
         'command': 'python benchmarks/bench_infer.py ' + ' '.join(argv or sys.argv[1:]),
         'scan': str(scan_path), 'shape_zyx': list(result.scan.array.shape),
         'spacing_xyz': list(result.scan.geometry.spacing_xyz),
         'model': 'randomly initialised' if random_init else str(checkpoint),
-        'batch_size': args.batch_size, 'device': args.device,
+        'batch_size': args.batch_size, 'device': args.device, 'amp': args.amp,
         'lung_mask_mode': inferencer.lung_mask_mode,
         'slices_total': int(result.scan.array.shape[0]),
         'slices_with_lung': len(all_lung_slices), 'slices_run': len(zs),
@@ -195,10 +205,11 @@ def main(argv=None) -> int:
     for stage, seconds in timings.items():
         print(f'| {stage} | {seconds:.2f} |')
     print(f'| **total** | **{total:.2f}** |')
-    print('\n| op | calls | self CPU (s) | share |\n|---|---|---|---|')
+    key, label = ('self_device', 'self GPU') if cuda else ('self_cpu', 'self CPU')
+    print(f'\n| op | calls | {label} (s) | share |\n|---|---|---|---|')
     for row in profile:
-        print(f"| `{row['name']}` | {row['calls']} | {row['self_cpu_s']:.2f} | "
-              f"{100 * row['self_cpu_share']:.1f}% |")
+        print(f"| `{row['name']}` | {row['calls']} | {row[f'{key}_s']:.3f} | "
+              f"{100 * row[f'{key}_share']:.1f}% |")
     return 0
 
 
