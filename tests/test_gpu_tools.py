@@ -258,3 +258,17 @@ def test_bench_gpu_runs_on_cpu_without_simpleitk(tmp_path):
             assert row['images_per_s'] > 0 and row['peak_gpu_gib'] is None
     assert torch.isfinite(torch.tensor(rows[('train-fp32', 1)]['final_loss']))
     assert '| infer-fp32 | 2 |' in out.stdout
+
+
+# --- benchmarks/gpu_checks.sh -------------------------------------------------------------
+
+def test_gpu_checks_arguments(tmp_path):
+    script = REPO_ROOT / 'benchmarks/gpu_checks.sh'
+    out = _run('bash', script, '--help')
+    assert out.returncode == 0 and '--part setup' in out.stdout and '--extra-wheels' in out.stdout
+    bad = _run('bash', script, tmp_path / 'out')
+    assert bad.returncode == 1 and '--part setup or --part infer' in bad.stderr
+    bad = _run('bash', script, tmp_path / 'out', '--part', 'infer', '--venv', tmp_path / 'none')
+    assert bad.returncode == 1 and 'run --part setup first' in bad.stderr
+    bad = _run('bash', script, '--bogus')
+    assert bad.returncode == 2 and "unknown argument '--bogus'" in bad.stderr
