@@ -2,8 +2,12 @@
 ResNet-20, a ``ResNet_CIFAR`` subclass) in mmpretrain's ``MODELS``, and in mmdet's
 ``MODELS`` ``ParallelRoIAlign`` (mmcv's RoIAlign computed on all CPU cores) with
 ``RegistryRoIExtractor`` (the RoI extractor that can use it)."""
-from .resnet20 import ResNet20
-from .roi_align import ParallelRoIAlign
-from .roi_extractor import RegistryRoIExtractor
+from ..mmpretrain_compat import skip_mmpretrain_multimodal_on_transformers_5
+
+skip_mmpretrain_multimodal_on_transformers_5()  # before resnet20 imports mmpretrain.models
+
+from .resnet20 import ResNet20  # noqa: E402
+from .roi_align import ParallelRoIAlign  # noqa: E402
+from .roi_extractor import RegistryRoIExtractor  # noqa: E402
 
 __all__ = ['ParallelRoIAlign', 'RegistryRoIExtractor', 'ResNet20']
