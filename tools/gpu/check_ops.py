@@ -81,11 +81,14 @@ def main(argv: list[str] | None = None) -> int:
               'device', file=sys.stderr)
         return 1
     import mmcv
-    from mmcv.ops import get_compiling_cuda_version, get_compiler_version
+
+    # Not mmcv.ops.get_compiler_version(): on mmcv 2.1.0 built with CUDA 13 for an H200
+    # (torch 2.11, 2026-11-30) it killed the process (SIGSEGV) while every op worked.
+    from mmcv.ops import get_compiling_cuda_version
 
     gen = torch.Generator().manual_seed(args.seed)
-    print(f'mmcv {mmcv.__version__} ops built with {get_compiler_version()}, '
-          f'CUDA {get_compiling_cuda_version()}; torch {torch.__version__}; '
+    print(f'mmcv {mmcv.__version__} ops built for CUDA {get_compiling_cuda_version()}; '
+          f'torch {torch.__version__}; '
           f'device {device}' + (f' ({torch.cuda.get_device_name(device)})'
                                 if device.type == 'cuda' else ''))
     for check in (check_nms, check_roi_align):
