@@ -17,8 +17,9 @@ images, network, linking + measurement) to all lung slices; the plain path is ti
 K slices. The JSON says which figures are measured and which scaled.
 
 Then ``torch.profiler`` on one batch forward: the top entries by self CPU time (on a GPU,
-with ``--device cuda [--amp]``: by self GPU time). The detection count is reported: the mask head runs on every kept detection, and an
-untrained (randomly initialised) model keeps up to ``max_per_img`` (100) per slice.
+with ``--device cuda [--amp]``: by self GPU time). The detection count is reported: the
+mask head runs on every kept detection, and an untrained (randomly initialised) model
+keeps up to ``max_per_img`` (100) per slice.
 
 Example::
 
@@ -44,6 +45,8 @@ import torch  # noqa: E402
 import projects.lung_nodule.registry  # noqa: E402,F401
 
 CONFIG = REPO / 'configs/lung/mask_rcnn_r101_fpn_all.py'
+# the profile's clock, by "on a GPU": the key of its rows and the table's column
+PROFILE_CLOCK = {False: ('self_cpu', 'self CPU'), True: ('self_device', 'self GPU')}
 
 
 def _scan(data: Path, shape: list[int]) -> Path:
@@ -83,7 +86,7 @@ def _profile(predictor, images: np.ndarray, zs: list[int], top: int,
 
     events = sorted(prof.key_averages(), key=own, reverse=True)
     total = sum(own(e) for e in events)
-    key = 'self_device' if cuda else 'self_cpu'
+    key = PROFILE_CLOCK[cuda][0]
     return [{'name': e.key, 'calls': e.count, f'{key}_s': own(e) / 1e6,
              f'{key}_share': own(e) / total if total else 0.0} for e in events[:top]]
 
@@ -205,7 +208,7 @@ def main(argv=None) -> int:
     for stage, seconds in timings.items():
         print(f'| {stage} | {seconds:.2f} |')
     print(f'| **total** | **{total:.2f}** |')
-    key, label = ('self_device', 'self GPU') if cuda else ('self_cpu', 'self CPU')
+    key, label = PROFILE_CLOCK[cuda]
     print(f'\n| op | calls | {label} (s) | share |\n|---|---|---|---|')
     for row in profile:
         print(f"| `{row['name']}` | {row['calls']} | {row[f'{key}_s']:.3f} | "

@@ -19,15 +19,11 @@ Importing it registers:
 - mmengine's local ``CheckpointLoader`` scheme: the torch >= 2.6 loader of
   :mod:`projects.lung_nodule.checkpoint`.
 """
-from .mmpretrain_compat import skip_mmpretrain_multimodal_on_transformers_5
-
-skip_mmpretrain_multimodal_on_transformers_5()  # before anything imports mmpretrain.models
-
-from . import checkpoint  # noqa: E402,F401  (installs the checkpoint loader)
-from . import datasets  # noqa: E402,F401
-from . import engine  # noqa: E402,F401
-from . import models  # noqa: E402,F401
-from .evaluation import metrics  # noqa: E402,F401
-from . import visualization  # noqa: E402,F401
+from . import checkpoint  # noqa: F401  (installs the checkpoint loader)
+from . import datasets  # noqa: F401
+from . import engine  # noqa: F401
+from . import models  # noqa: F401
+from .evaluation import metrics  # noqa: F401
+from . import visualization  # noqa: F401
 
 __all__: list = []

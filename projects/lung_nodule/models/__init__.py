@@ -4,7 +4,9 @@ ResNet-20, a ``ResNet_CIFAR`` subclass) in mmpretrain's ``MODELS``, and in mmdet
 ``RegistryRoIExtractor`` (the RoI extractor that can use it)."""
 from ..mmpretrain_compat import skip_mmpretrain_multimodal_on_transformers_5
 
-skip_mmpretrain_multimodal_on_transformers_5()  # before resnet20 imports mmpretrain.models
+# before resnet20 imports mmpretrain.models; the registry and every config reach
+# mmpretrain's models through this package (its datasets and metrics do not import them)
+skip_mmpretrain_multimodal_on_transformers_5()
 
 from .resnet20 import ResNet20  # noqa: E402
 from .roi_align import ParallelRoIAlign  # noqa: E402
