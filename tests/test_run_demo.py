@@ -111,10 +111,19 @@ def test_toy_demo_writes_every_artefact_of_the_report(repo_root, tmp_path):
         assert {'froc.png', 'bland_altman.png'} <= linked
         assert steps['eval']['status'] == 'ran'
         assert 'CPM' in report
-        # the default 2 workers: inference in two shards (tools/dist_infer.sh), merged
-        assert 'tools/dist_infer.sh' in steps['infer']['command']
-        assert {p.name for p in (out / 'infer').glob('candidates.*-of-2.csv')} == {
-            'candidates.0-of-2.csv', 'candidates.1-of-2.csv'}
+        # the default 2 workers: after training, two lanes side by side, one process
+        # each (the test-scan inference beside the false-positive reduction's)
+        assert 'tools/infer_scan.py' in steps['infer']['command']
+
+        def overlap(a, b):
+            return (min(steps[a]['started'] + steps[a]['seconds'],
+                        steps[b]['started'] + steps[b]['seconds'])
+                    - max(steps[a]['started'], steps[b]['started']))
+        assert overlap('det_train', 'patch_test') > 0 and overlap('det_test', 'infer_train') > 0
+        assert (out / 'logs/infer.log').is_file() and (out / 'logs/fpr_train.log').is_file()
+        # the report's steps table names the steps each ran beside (by number)
+        row = next(line for line in report.splitlines() if line.startswith('| 7 | Mask R-CNN'))
+        assert '9' in row.split('|')[5].strip().split(', ')  # 7 det_test beside 9 infer_train
         assert json.loads((out / 'eval/metrics.json').read_text())['data_label'] == \
             'synthetic data'
         # false-positive reduction: candidates of a few training scans, their views,

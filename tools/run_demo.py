@@ -12,8 +12,7 @@ Each step is the real tool a user would run (a subprocess; its command is in the
                                             classifier's, fine-tuned heads -> 3+ -> all,
                                             ``configs/lung/demo/mask_rcnn_r18_fpn_staged_demo.py``
 6. ``tools/test.py --eval segm``            COCO segm AP / AP50, Matterport mAP@0.5, Dice
-7. ``tools/infer_scan.py``                  whole-scan inference on every test scan (with
-                                            ``--workers 2``: ``tools/dist_infer.sh``, 2 shards)
+7. ``tools/infer_scan.py``                  whole-scan inference on every test scan
 8. false-positive reduction (beyond the paper): ``tools/infer_scan.py`` on 6 of the
    training scans -> ``data_prep/candidates_to_views.py`` (3-view images of its
    candidates, of the training nodules and of vessels on every training scan) ->
@@ -27,10 +26,15 @@ Each step is the real tool a user would run (a subprocess; its command is in the
 No network is needed (no weights are downloaded: the backbone comes from step 4).
 Runs are resumable: a step whose outputs exist is skipped (``--restart`` redoes all).
 A step whose tool is not in this checkout is skipped with a message, and the report
-says so. Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md): 14.0 min wall,
-21.4 min of CPU time (data 0.4 min wall, patch classifier 1.9, Mask R-CNN 7.2, test +
-inference 2.2, false-positive reduction 2.2, evaluation 0.1); 15.1 min in an hour when
-this VM ran the detector's steps 15-20% slower; the issue's budget is 15 min.
+says so.
+
+Side by side (``--workers 2``, the default): one process of this small detector keeps
+about one core busy, so the patch classifier's test runs beside the detector's training,
+and steps 6-7 run on one core beside step 8's inference, views and training on the
+other (``Parallel``; their output goes to ``OUT/logs/``, their latest lines are printed
+as they run). Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md, "The
+main job"): 11.0 min wall, 17.8 min of CPU time, against 12.7 min one step at a time in
+the same hour (13.7-15.1 min in slower hours); the issue's budget is 15 min.
 
 Example::
 
@@ -44,10 +48,11 @@ import datetime
 import json
 import os
 import platform
-import resource
+import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,7 +84,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     'R-CNN -> staged fine-tune -> test, whole-scan inference, false-positive '
                     'reduction, FROC) on '
                     'synthetic LUNA16, ending in OUT/REPORT.md. Measured with the defaults: '
-                    '13-15 min on 2 idle CPU cores (22 min of CPU time).',
+                    'about 11 min on 2 idle CPU cores (18 min of CPU time).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', type=Path, default=Path('work_dirs/demo'), help='output folder')
     parser.add_argument('--data-root', type=Path, default=None,
@@ -128,8 +133,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--train-seed', type=int, default=0,
                         help='seed of both trainings (initialisation, sampling, augmentation)')
     parser.add_argument('--workers', type=int, default=2,
-                        help='processes of the data steps and of whole-scan inference (2+: '
-                             'tools/dist_infer.sh, one shard of the test scans each)')
+                        help='processes of the data steps; 2+: the steps after the patch '
+                             'classifier run in two lanes side by side, each with half of '
+                             'them (4+: inference in shards, tools/dist_infer.sh); 1: one '
+                             'step at a time (~1.5 min longer on 2 cores)')
     parser.add_argument('--toy', action='store_true',
                         help='every step at toy size (about a minute; for tests): ' + ', '.join(
                             f'--{k.replace("_", "-")} {v}' for k, v in TOY.items()))
@@ -180,7 +187,8 @@ def infer_command(processes: int, config: Path, checkpoint: Path, *args) -> list
     Why shards on a CPU: a slice batch of this small detector keeps about one core busy
     (its operators are too small for torch's threads), so two one-thread processes, each
     on every other scan, finish the test split in 91 s instead of 121 s on 2 cores
-    (benchmarks/RESULTS.md, "The main job").
+    (benchmarks/RESULTS.md, "The main job"). The demo gives each of its two lanes half
+    the workers, so on 2 cores each lane's inference is one process.
     """
     if processes < 2:
         return _py('tools/infer_scan.py', config, checkpoint, *args)
@@ -188,14 +196,36 @@ def infer_command(processes: int, config: Path, checkpoint: Path, *args) -> list
             str(checkpoint), str(processes), *(str(a) for a in args)]
 
 
+@dataclass
+class Parallel:
+    """Steps that run side by side, one lane each, a lane's steps in order.
+
+    Why: a training step of the small detector, or a slice batch of its inference, keeps
+    about one core busy (its operators are too small for torch's threads), so on 2 cores
+    two one-thread processes do twice the work of one two-thread process
+    (benchmarks/RESULTS.md, "The main job"). With one worker the lanes run one after the
+    other.
+    """
+
+    lanes: list[list[Step]]
+    #: torch/OpenMP threads of each lane's processes (None: the machine's default)
+    threads: list[int | None]
+
+
+class StepFailed(RuntimeError):
+    """A step's tool exited with an error or did not write its outputs."""
+
+
 class Runner:
     """Runs the steps and keeps their records in ``OUT/steps.json``.
 
     A step is skipped when its outputs exist, its record shows it ran with the same
-    command, and no step before it ran again (whose outputs it would have to read).
+    command, and no step it reads from ran again (``dirty``: a step before it, or before
+    it in its lane). Steps running side by side write their output to ``OUT/logs/KEY.log``,
+    and their latest lines are printed every ``heartbeat`` seconds.
     """
 
-    def __init__(self, out: Path, restart: bool) -> None:
+    def __init__(self, out: Path, restart: bool, heartbeat: float = 20.0) -> None:
         self.out = out
         self.record_file = out / 'steps.json'
         self.records: dict[str, StepRecord] = {}
@@ -203,48 +233,171 @@ class Runner:
             for key, value in json.loads(self.record_file.read_text()).items():
                 self.records[key] = StepRecord(**value)
         self.restart = restart
-        self.rerun_rest = False  # set once a step runs: later steps depend on its output
+        self.heartbeat = heartbeat
+        self.lock = threading.Lock()
+        self.running: dict[str, Path] = {}  # step key -> log file, of steps in lanes
 
     def _save(self) -> None:
-        tmp = self.record_file.with_suffix('.json.tmp')
-        tmp.write_text(json.dumps({k: asdict(v) for k, v in self.records.items()}, indent=2))
-        tmp.replace(self.record_file)
+        with self.lock:
+            tmp = self.record_file.with_suffix('.json.tmp')
+            tmp.write_text(json.dumps({k: asdict(v) for k, v in self.records.items()},
+                                      indent=2))
+            tmp.replace(self.record_file)
 
-    def run(self, step: Step, number: str) -> bool:
-        """Run ``step`` unless it is done; False when its tool is missing (step skipped)."""
+    def record(self, key: str, record: StepRecord) -> None:
+        with self.lock:
+            self.records[key] = record
+        self._save()
+
+    def run(self, step: Step, number: str, dirty: bool, log: Path | None = None,
+            threads: int | None = None) -> str:
+        """Run ``step`` unless it is done: 'ran', 'done' (skipped) or 'missing' (no tool).
+
+        ``log``: write the tool's output there instead of the terminal. ``threads``: its
+        torch/OpenMP threads. Raises :class:`StepFailed`.
+        """
         header = f'\n=== [{number}] {step.title}'
         command = ' '.join(shlex.quote(c) for c in step.cmd)
         if step.tool is not None and not (REPO_ROOT / step.tool).exists():
             print(f'{header}: SKIPPED, {step.tool} is not in this checkout', flush=True)
-            self.records[step.key] = StepRecord(step.title, command, None, None, 'missing tool')
-            self._save()
-            return False
+            self.record(step.key, StepRecord(step.title, command, None, None, 'missing tool'))
+            return 'missing'
         previous = self.records.get(step.key)
-        if (not self.restart and not self.rerun_rest and step.done() and previous is not None
+        if (not self.restart and not dirty and step.done() and previous is not None
                 and previous.status == 'ran' and previous.command == command):
             print(f'{header}: outputs exist, skipped (--restart redoes it)', flush=True)
-            return True
-        print(f'{header}\n$ {command}', flush=True)
-        self.rerun_rest = True
+            return 'done'
+        where = f' (beside other steps; its output: {log})' if log else ''
+        print(f'{header}{where}\n$ {command}', flush=True)
         if step.prepare is not None:
             step.prepare()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        proc = subprocess.run(step.cmd, cwd=REPO_ROOT)
+        env = None
+        if threads is not None:
+            env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads)}
+        began, start = time.time(), time.perf_counter()
+        if log is None:
+            proc = subprocess.Popen(step.cmd, cwd=REPO_ROOT, env=env)
+        else:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with self.lock:
+                self.running[step.key] = log
+            with log.open('w') as sink:
+                proc = subprocess.Popen(step.cmd, cwd=REPO_ROOT, env=env, stdout=sink,
+                                        stderr=subprocess.STDOUT)
+        # wait4: this process's own CPU time (and its children's), also when steps run
+        # side by side, where the runner's RUSAGE_CHILDREN would mix them
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        with self.lock:
+            self.running.pop(step.key, None)
         if proc.returncode != 0:
-            sys.exit(f'demo step "{step.title}" failed with exit code {proc.returncode}; '
-                     f'command: {command}')
+            tail = f'; its output: {log}' if log else ''
+            raise StepFailed(f'demo step "{step.title}" failed with exit code '
+                             f'{proc.returncode}{tail}; command: {command}')
         missing = [str(p) for p in step.outputs if not p.exists()]
         if missing:
-            sys.exit(f'demo step "{step.title}" finished but did not write {missing}')
-        self.records[step.key] = StepRecord(step.title, command, round(seconds, 1),
-                                            round(cpu, 1), 'ran')
-        self._save()
-        print(f'=== [{number}] {step.title}: {seconds:.0f} s wall, {cpu:.0f} s CPU', flush=True)
-        return True
+            raise StepFailed(f'demo step "{step.title}" finished but did not write {missing}')
+        self.record(step.key, StepRecord(step.title, command, round(seconds, 1),
+                                         round(usage.ru_utime + usage.ru_stime, 1), 'ran',
+                                         round(began, 1)))
+        print(f'=== [{number}] {step.title}: {seconds:.0f} s wall, '
+              f'{usage.ru_utime + usage.ru_stime:.0f} s CPU', flush=True)
+        return 'ran'
+
+    def print_progress(self) -> None:
+        """The latest line of each step running beside others."""
+        with self.lock:
+            running = dict(self.running)
+        for key, log in running.items():
+            print(f'  [{key}] {_last_line(log)}', flush=True)
+
+
+_ANSI_ESCAPE = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')  # cursor moves of nested progress bars
+
+
+def _last_line(log: Path, width: int = 150) -> str:
+    """The last non-empty line of a log (progress bars redraw with carriage returns)."""
+    try:
+        with log.open('rb') as f:
+            f.seek(max(0, log.stat().st_size - 4096))
+            text = f.read().decode('utf-8', 'replace')
+    except OSError:
+        return ''
+    text = _ANSI_ESCAPE.sub('', text).replace('\r', '\n')
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:width] if lines else '(no output yet)'
+
+
+class Plan:
+    """Runs the demo's steps and parallel groups in order, minding what each needs."""
+
+    def __init__(self, runner: Runner, items: list[Step | Parallel], workers: int) -> None:
+        self.runner = runner
+        self.items = items
+        self.workers = workers
+        self.steps: list[Step] = []  # in the order of their numbers
+        for item in items:
+            self.steps += ([s for lane in item.lanes for s in lane]
+                           if isinstance(item, Parallel) else [item])
+        self.ran: set[str] = set()  # steps whose outputs exist (ran now or before)
+
+    def _number(self, step: Step) -> str:
+        return f'{self.steps.index(step) + 1}/{len(self.steps)}'
+
+    def _lane(self, steps: list[Step], dirty: bool, logs: bool,
+              threads: int | None = None) -> bool:
+        """Run ``steps`` in order; True when one of them ran (later readers must rerun)."""
+        for step in steps:
+            if step.needs is not None and step.needs not in self.ran:
+                print(f'\n=== {step.title}: skipped, it needs the step "{step.needs}"',
+                      flush=True)
+                self.runner.record(step.key, StepRecord(step.title, ' '.join(step.cmd), None,
+                                                        None, f'needs {step.needs}'))
+                continue
+            log = self.runner.out / 'logs' / f'{step.key}.log' if logs else None
+            status = self.runner.run(step, self._number(step), dirty, log, threads)
+            dirty = dirty or status == 'ran'
+            if status != 'missing':
+                self.ran.add(step.key)
+        return dirty
+
+    def execute(self) -> None:
+        """Run everything; exits with the first failure once every lane has stopped."""
+        dirty = False
+        try:
+            for item in self.items:
+                if isinstance(item, Step):
+                    dirty = self._lane([item], dirty, logs=False)
+                elif self.workers < 2:
+                    for lane in item.lanes:
+                        dirty = self._lane(lane, dirty, logs=False) or dirty
+                else:
+                    dirty = self._parallel(item, dirty)
+        except StepFailed as err:
+            sys.exit(str(err))
+
+    def _parallel(self, group: Parallel, dirty: bool) -> bool:
+        results: list[bool | StepFailed] = [dirty] * len(group.lanes)
+
+        def lane(i: int) -> None:
+            try:
+                results[i] = self._lane(group.lanes[i], dirty, True, group.threads[i])
+            except StepFailed as err:  # the other lanes finish what they started
+                results[i] = err
+
+        threads = [threading.Thread(target=lane, args=(i,), daemon=True)
+                   for i in range(len(group.lanes))]
+        for thread in threads:
+            thread.start()
+        while alive := [thread for thread in threads if thread.is_alive()]:
+            alive[0].join(self.runner.heartbeat)
+            if any(thread.is_alive() for thread in threads):
+                self.runner.print_progress()
+        failed = [r for r in results if isinstance(r, StepFailed)]
+        if failed:
+            raise failed[0]
+        return any(results)
 
 
 def patch_cfg_options(patch_root: Path, epochs: int, seed: int) -> list[str]:
@@ -321,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     det_config_used = det_dir / Path(DET_CONFIG).name  # mmengine dumps the merged config here
     predictions = det_test_dir / 'predictions.pkl'
     split_args = ['--split', *args.split, '--split-seed', args.seed]
+    # the steps after training run in two lanes side by side (Parallel), each lane's
+    # tools with half the workers
+    lane_workers = max(1, args.workers // 2)
 
     steps: list[Step] = []
     if synthetic:
@@ -356,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             det_test_dir, '--out', predictions),
             [det_test_dir / 'test_metrics.json', predictions]),
         Step('infer', 'whole-scan inference on every test scan', infer_command(
-            args.workers, det_config_used, det_ckpt, luna, '--splits', splits_csv, '--split',
+            lane_workers, det_config_used, det_ckpt, luna, '--splits', splits_csv, '--split',
             'test', '--out', infer_dir), [infer_dir / 'candidates.csv'],
             tool=Path('tools/infer_scan.py')),
     ]
@@ -373,16 +529,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     excluded_args = ['--excluded', excluded] if excluded.exists() or synthetic else []
     steps += [
         Step('infer_train', 'false-positive reduction: inference on a few training scans',
-             infer_command(args.workers, det_config_used, det_ckpt, luna, '--splits', fpr_splits,
+             infer_command(lane_workers, det_config_used, det_ckpt, luna, '--splits', fpr_splits,
                            '--split', 'train', '--out', infer_train_dir),
              [infer_train_dir / 'candidates.csv'], tool=Path('tools/infer_scan.py'),
-             prepare=lambda: write_fpr_scans(splits_csv, fpr_splits, args.fpr_scans),
-             needs='infer'),
+             prepare=lambda: write_fpr_scans(splits_csv, fpr_splits, args.fpr_scans)),
         Step('fpr_views', 'false-positive reduction: 3-view images of those candidates', _py(
             'data_prep/candidates_to_views.py', '--luna-root', luna, '--annotations', annotations,
             '--candidates', infer_train_dir / 'candidates.csv', '--splits', splits_csv,
             *excluded_args, '--background', args.fpr_background, '--seed', args.train_seed,
-            '--workers', args.workers, '--out', views),
+            '--workers', lane_workers, '--out', views),
             [views / 'info.json'], tool=Path('data_prep/candidates_to_views.py'),
             needs='infer_train'),
         Step('fpr_train', 'false-positive reduction: train ResNet-20 on the views (mmpretrain)',
@@ -416,21 +571,27 @@ def main(argv: Sequence[str] | None = None) -> None:
              [eval_dir / 'metrics.json'], tool=Path('tools/eval_luna16.py'), needs='rescore'),
     ]
 
+    # After the patch classifier: its test beside the detector's training, then the
+    # detector's test and test-scan inference beside the false-positive reduction's
+    # inference, views and training (each lane on one core: Parallel says why).
+    by_key = {step.key: step for step in steps}
+    items: list[Step | Parallel] = [by_key[k] for k in ('synthetic', 'coco', 'patches',
+                                                        'patch_train') if k in by_key]
+    items += [
+        Parallel([[by_key['det_train']], [by_key['patch_test']]], threads=[None, 1]),
+        Parallel([[by_key['det_test'], by_key['infer']],
+                  [by_key['infer_train'], by_key['fpr_views'], by_key['fpr_train']]],
+                 threads=[lane_workers, lane_workers]),
+        by_key['rescore'], by_key['eval_detector'], by_key['eval'],
+    ]
+    plan = Plan(runner, items, args.workers)
     started = datetime.datetime.now(datetime.timezone.utc)
-    ran: set[str] = set()
-    for i, step in enumerate(steps, 1):
-        if step.needs is not None and step.needs not in ran:
-            print(f'\n=== {step.title}: skipped, it needs the step "{step.needs}"', flush=True)
-            runner.records[step.key] = StepRecord(step.title, ' '.join(step.cmd), None, None,
-                                                  f'needs {step.needs}')
-            continue
-        if runner.run(step, f'{i}/{len(steps)}'):
-            ran.add(step.key)
+    plan.execute()
 
     run = DemoRun(
         out=out, data_label='synthetic data' if synthetic else f'LUNA16 ({luna})',
         machine=_machine(), started_utc=started.strftime('%Y-%m-%d %H:%M UTC'),
-        steps=[runner.records[s.key] for s in steps if s.key in runner.records],
+        steps=[runner.records[s.key] for s in plan.steps if s.key in runner.records],
         coco_root=coco, splits_csv=splits_csv, test_scans=_test_scans(splits_csv),
         patch_metrics=out / 'patch_cls_test/test_metrics.json',
         det_metrics=det_test_dir / 'test_metrics.json', predictions=predictions,

@@ -17,7 +17,8 @@ from typing import Any
 from ..evaluation.false_positives import SliceCounts, count_false_positives
 from .figures import pick_overlay_nodules, plot_loss_curve, plot_overlays
 
-__all__ = ['DemoRun', 'StepRecord', 'TARGETS', 'headline_figures', 'write_report']
+__all__ = ['DemoRun', 'StepRecord', 'TARGETS', 'headline_figures', 'wall_seconds',
+           'write_report']
 
 #: The demo's targets (issue 13), on the test split: (key, label, bound, higher is better).
 TARGETS = (
@@ -33,13 +34,44 @@ REPORTED_SCORE = 0.5
 
 @dataclass
 class StepRecord:
-    """One step as it ran: its command, wall and CPU seconds, and status."""
+    """One step as it ran: its command, wall and CPU seconds, status, and when it began."""
 
     title: str
     command: str
     seconds: float | None
     cpu_seconds: float | None
     status: str  # 'ran' | 'missing tool' | 'needs <step key>'
+    #: Unix time the step began (None in records of older runs): steps that ran side by
+    #: side overlap, so the demo's wall time is the union of the steps' spans, not their sum
+    started: float | None = None
+
+
+def wall_seconds(steps: list[StepRecord]) -> float:
+    """Wall time of ``steps``: the length of the union of their spans.
+
+    A step without a start time (a record from before the steps ran side by side) adds
+    its own seconds.
+    """
+    spans = sorted((s.started, s.started + s.seconds) for s in steps
+                   if s.seconds is not None and s.started is not None)
+    total, end = 0.0, -math.inf
+    for begin, finish in spans:
+        total += max(0.0, finish - max(begin, end))
+        end = max(end, finish)
+    return total + sum(s.seconds for s in steps if s.seconds is not None and s.started is None)
+
+
+def _beside(step: StepRecord, steps: list[StepRecord], slack: float = 1.0) -> str:
+    """Numbers (1-based) of the steps whose span overlaps ``step``'s by more than
+    ``slack`` seconds (the records keep tenths of a second)."""
+    if step.started is None or step.seconds is None:
+        return ''
+    end = step.started + step.seconds
+    return ', '.join(str(i) for i, other in enumerate(steps, 1)
+                     if other is not step and other.started is not None
+                     and other.seconds is not None
+                     and min(end, other.started + other.seconds)
+                     - max(step.started, other.started) > slack)
 
 
 @dataclass
@@ -130,7 +162,7 @@ def headline_figures(run: DemoRun) -> dict[str, Any]:
                                   if infer and infer.seconds and run.test_scans else None),
         'rescore_seconds_per_test_scan': (rescore.seconds / run.test_scans if rescore and
                                           rescore.seconds and run.test_scans else None),
-        'total_seconds': sum(s.seconds or 0 for s in run.steps),
+        'total_seconds': wall_seconds(run.steps),
         'total_cpu_seconds': sum(s.cpu_seconds or 0 for s in run.steps),
     }
 
@@ -236,13 +268,15 @@ def write_report(run: DemoRun) -> Path:
              f'Command: `python tools/run_demo.py {" ".join(run.argv)}`', '',
              *headline, '', '## Targets (issue 13)', '', *_target_rows(fig), '',
              *_slice_recall_lines(matched),
-             '## Steps', '', '| step | wall (s) | CPU (s) | status | command |',
-             '|---|---|---|---|---|']
-    for s in run.steps:
-        lines.append(f'| {s.title} | {_fmt(s.seconds, 1)} | {_fmt(s.cpu_seconds, 1)} | '
-                     f'{s.status} | `{s.command}` |')
+             '## Steps', '', '| # | step | wall (s) | CPU (s) | ran beside | status | command |',
+             '|---|---|---|---|---|---|---|']
+    for i, s in enumerate(run.steps, 1):
+        lines.append(f'| {i} | {s.title} | {_fmt(s.seconds, 1)} | {_fmt(s.cpu_seconds, 1)} | '
+                     f'{_beside(s, run.steps)} | {s.status} | `{s.command}` |')
     lines += ['', 'CPU seconds are user + system time of the step\'s processes (2 cores: up '
-              'to 2 s per wall second).', '', '## Figures', '',
+              'to 2 s per wall second). Steps that ran beside each other each had a core of '
+              'their own; the whole demo\'s wall time counts their overlap once.', '',
+              '## Figures', '',
               _link(out, loss_png, f'training loss ({label})'), '']
     lines += [_link(out, p, f'ground truth | prediction ({label})') for p in overlays]
     lines += ['', _link(out, run.eval_dir / 'froc.png', f'FROC ({label}, after false-positive '
