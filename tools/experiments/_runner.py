@@ -199,10 +199,8 @@ class Experiment:
 
     def make_shared(self) -> None:
         """Run (or skip, when done) the shared steps, in ``OUT/shared``."""
-        runner = run_demo.Runner(self.shared, restart=False)
-        steps = self.shared_steps()
-        for i, step in enumerate(steps, 1):
-            runner.run(step, f'shared {i}/{len(steps)}')
+        run_demo.Plan(run_demo.Runner(self.shared, restart=False), self.shared_steps(),
+                      workers=1).execute()
 
     # -- one run -------------------------------------------------------------------------
     def cfg_options(self, arm: Arm, seed: int) -> list[str]:
@@ -269,8 +267,7 @@ class Experiment:
                     '--split', 'test', '--nodules-dir', infer, '--excluded',
                     self.luna / 'annotations_excluded.csv', '--out', evald),
                     [evald / 'metrics.json'])]
-        for i, step in enumerate(steps, 1):
-            runner.run(step, f'{arm.name} seed {seed} {i}/{len(steps)}')
+        run_demo.Plan(runner, steps, workers=1).execute()
 
         test_metrics = json.loads((test / 'test_metrics.json').read_text())
         figures = {fig: test_metrics.get(key) for fig, key in TEST_METRIC_KEYS.items()}
