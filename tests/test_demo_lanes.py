@@ -85,14 +85,19 @@ def test_a_failing_lane_lets_the_other_finish_then_stops(repo_root, tmp_path, mo
     assert 'working on bad' in (tmp_path / 'logs/bad.log').read_text()
 
 
-def test_one_worker_runs_the_lanes_one_after_the_other(repo_root, tmp_path, monkeypatch):
+def test_one_worker_runs_the_lanes_one_after_the_other(repo_root, tmp_path, monkeypatch,
+                                                       capsys):
     run_demo = _run_demo_module(repo_root, monkeypatch)
     plan, runner = _plan(run_demo, tmp_path)
     plan.workers = 1
+    plan.label = 'arm seed 0'  # the experiments' prefix of the step numbers
     plan.execute()
-    spans = sorted((r.started, r.started + r.seconds) for r in runner.records.values())
+    spans = sorted(r.span for r in runner.records.values())
     assert all(end <= nxt + 0.1 for (_, end), (nxt, _) in zip(spans, spans[1:]))
     assert not (tmp_path / 'logs').exists()
+    printed = capsys.readouterr().out
+    assert '=== [arm seed 0 1/5] step first' in printed
+    assert '=== [arm seed 0 5/5] step b2' in printed
 
 
 def test_wall_time_counts_overlapping_steps_once():

@@ -332,10 +332,12 @@ def _last_line(log: Path, width: int = 150) -> str:
 class Plan:
     """Runs the demo's steps and parallel groups in order, minding what each needs."""
 
-    def __init__(self, runner: Runner, items: list[Step | Parallel], workers: int) -> None:
+    def __init__(self, runner: Runner, items: list[Step | Parallel], workers: int,
+                 label: str = '') -> None:
         self.runner = runner
         self.items = items
         self.workers = workers
+        self.label = label  # put before the step numbers, e.g. an experiment's arm and seed
         self.steps: list[Step] = []  # in the order of their numbers
         for item in items:
             self.steps += ([s for lane in item.lanes for s in lane]
@@ -343,7 +345,8 @@ class Plan:
         self.ran: set[str] = set()  # steps whose outputs exist (ran now or before)
 
     def _number(self, step: Step) -> str:
-        return f'{self.steps.index(step) + 1}/{len(self.steps)}'
+        number = f'{self.steps.index(step) + 1}/{len(self.steps)}'
+        return f'{self.label} {number}' if self.label else number
 
     def _lane(self, steps: list[Step], dirty: bool, logs: bool,
               threads: int | None = None) -> bool:

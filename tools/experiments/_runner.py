@@ -200,7 +200,7 @@ class Experiment:
     def make_shared(self) -> None:
         """Run (or skip, when done) the shared steps, in ``OUT/shared``."""
         run_demo.Plan(run_demo.Runner(self.shared, restart=False), self.shared_steps(),
-                      workers=1).execute()
+                      workers=1, label='shared').execute()
 
     # -- one run -------------------------------------------------------------------------
     def cfg_options(self, arm: Arm, seed: int) -> list[str]:
@@ -267,7 +267,7 @@ class Experiment:
                     '--split', 'test', '--nodules-dir', infer, '--excluded',
                     self.luna / 'annotations_excluded.csv', '--out', evald),
                     [evald / 'metrics.json'])]
-        run_demo.Plan(runner, steps, workers=1).execute()
+        run_demo.Plan(runner, steps, workers=1, label=f'{arm.name} seed {seed}').execute()
 
         test_metrics = json.loads((test / 'test_metrics.json').read_text())
         figures = {fig: test_metrics.get(key) for fig, key in TEST_METRIC_KEYS.items()}

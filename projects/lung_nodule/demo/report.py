@@ -45,6 +45,13 @@ class StepRecord:
     #: side overlap, so the demo's wall time is the union of the steps' spans, not their sum
     started: float | None = None
 
+    @property
+    def span(self) -> tuple[float, float] | None:
+        """``(begin, end)`` in Unix time, or None when the record lacks one of them."""
+        if self.started is None or self.seconds is None:
+            return None
+        return self.started, self.started + self.seconds
+
 
 def wall_seconds(steps: list[StepRecord]) -> float:
     """Wall time of ``steps``: the length of the union of their spans.
@@ -52,8 +59,7 @@ def wall_seconds(steps: list[StepRecord]) -> float:
     A step without a start time (a record from before the steps ran side by side) adds
     its own seconds.
     """
-    spans = sorted((s.started, s.started + s.seconds) for s in steps
-                   if s.seconds is not None and s.started is not None)
+    spans = sorted(s.span for s in steps if s.span is not None)
     total, end = 0.0, -math.inf
     for begin, finish in spans:
         total += max(0.0, finish - max(begin, end))
@@ -64,14 +70,12 @@ def wall_seconds(steps: list[StepRecord]) -> float:
 def _beside(step: StepRecord, steps: list[StepRecord], slack: float = 1.0) -> str:
     """Numbers (1-based) of the steps whose span overlaps ``step``'s by more than
     ``slack`` seconds (the records keep tenths of a second)."""
-    if step.started is None or step.seconds is None:
+    if step.span is None:
         return ''
-    end = step.started + step.seconds
+    begin, end = step.span
     return ', '.join(str(i) for i, other in enumerate(steps, 1)
-                     if other is not step and other.started is not None
-                     and other.seconds is not None
-                     and min(end, other.started + other.seconds)
-                     - max(step.started, other.started) > slack)
+                     if other is not step and other.span is not None
+                     and min(end, other.span[1]) - max(begin, other.span[0]) > slack)
 
 
 @dataclass
