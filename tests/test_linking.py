@@ -189,6 +189,51 @@ def test_linked_sphere_measures_at_its_true_place_and_size():
     assert m.nodule_id == 1 and (m.slice_first, m.slice_last) == (min(nodule), max(nodule))
 
 
+def test_a_large_foreign_mask_containing_the_nodule_is_detached():
+    """The diaphragm's dome detected on one slice contains a nodule's cross-section:
+    it is not the nodule's, so the nodule keeps its true long axis."""
+    spacing = (0.7, 0.7, 1.0)
+    geometry = ScanGeometry((SHAPE[2], SHAPE[1], SHAPE[0]), spacing, (0.0, 0.0, 0.0),
+                            (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    nodule = sphere_slices(32, 32, cz=12.0, radius=7.0, px_per_slice=spacing[2] / spacing[0])
+    dome = {10: disc(38, 30, 17)}  # holds the nodule's slice-10 section, 7x its area
+    assert np.all(dome[10] >= nodule[10])
+    detections = stub_detector({**nodule, **dome}, scores={10: 0.95})
+    linked = link_detections(detections, SHAPE)
+    assert len(linked) == 2
+    (kept,) = [n for n in linked if n.num_slices > 1]
+    (alone,) = [n for n in linked if n.num_slices == 1]
+    assert np.array_equal(alone.slices[10], dome[10])
+    assert sorted(kept.slices) == [z for z in sorted(nodule) if z != 10]
+    measured = measure_label_volume(linked_to_label_volume([kept], SHAPE), geometry)
+    assert measured[0].long_axis_mm == pytest.approx(14 * spacing[0], abs=1.0)
+    # without the rule the dome's 24 mm become the nodule's long axis
+    (joined,) = link_detections(detections, SHAPE, spike_factor=None)
+    joined_axis = measure_label_volume(linked_to_label_volume([joined], SHAPE), geometry)
+    assert joined_axis[0].long_axis_mm > 20
+
+
+@pytest.mark.parametrize('px_per_slice', [0.5, 1.0, 1.8, 3.5])
+def test_the_foreign_mask_rule_never_splits_a_real_sphere(px_per_slice):
+    """Spheres of 2-12 px radius, at thin to thick slices, with a pixel of mask noise
+    (a detector's ragged edge: radius and centre off by up to 1 px) on every slice: the
+    rule detaches nothing (the tiniest, noisiest ones may fall apart by overlap alone)."""
+    rng = np.random.default_rng(0)
+    whole = 0
+    for radius in (2.0, 3.0, 5.0, 8.0, 12.0):
+        for _ in range(5):
+            nodule = sphere_slices(32, 32, cz=11.3, radius=radius, px_per_slice=px_per_slice)
+            ragged = {}
+            for z, mask in nodule.items():
+                r = math.sqrt(mask.sum() / math.pi) + rng.uniform(-1.0, 1.0)
+                ragged[z] = disc(32 + rng.uniform(-1, 1), 32 + rng.uniform(-1, 1), max(r, 0.8))
+            with_rule = link_detections(stub_detector(ragged), SHAPE)
+            without = link_detections(stub_detector(ragged), SHAPE, spike_factor=None)
+            assert [n.slices.keys() for n in with_rule] == [n.slices.keys() for n in without]
+            whole += len(with_rule) == 1
+    assert whole >= 20  # of 25: most are one nodule, so the comparison above means something
+
+
 def test_bad_detections_are_refused_naming_the_slice():
     good = disc(10, 10, 3)[None]
     with pytest.raises(ValueError, match='slice 5: 1 masks but 2 scores'):

@@ -28,6 +28,17 @@ starts a new nodule:
 * **Duplicates on one slice**: when two masks of the same slice overlap by at least
   :data:`DUPLICATE_OVERLAP` of the smaller one, they are one object seen twice (mask
   duplicates survive mmdet's box NMS); the higher-scoring mask is kept.
+* **A foreign mask inside a nodule**: with overlap over the smaller, a large mask of
+  another structure (the diaphragm's dome, the mediastinum) that contains the nodule's
+  small cross-section on one slice continues the nodule, and its long axis becomes the
+  nodule's (a 10 mm nodule measured 26 mm). A convex body's cross-sections cannot do
+  this: the square root of their area is a concave function of z (Brunn-Minkowski), so
+  a slice's ``sqrt(area)`` is at most the straight-line extrapolation of the two slices
+  on either side. A mask more than :data:`SPIKE_FACTOR` (= 2) times that bound from both
+  sides and larger than both neighbours (four times the area: mask noise of a pixel or
+  two does not get there) is detached into a nodule of its own. Only masks with two
+  slices of the nodule on each side are judged: a 3-slice small nodule (tiny cap,
+  large centre, tiny cap) is what thick slices give and is left alone.
 * A one-slice detection that continues nothing stays a (one-slice) nodule: the caller
   filters on slice count or probability.
 
@@ -36,18 +47,21 @@ highest slice scores (of all of them when it has fewer slices).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ['DUPLICATE_OVERLAP', 'LinkedNodule', 'MAX_GAP', 'MIN_OVERLAP', 'SliceDetections',
-           'TOP_K', 'link_detections', 'linked_to_label_volume', 'nodule_probability']
+__all__ = ['DUPLICATE_OVERLAP', 'LinkedNodule', 'MAX_GAP', 'MIN_OVERLAP', 'SPIKE_FACTOR',
+           'SliceDetections', 'TOP_K', 'link_detections', 'linked_to_label_volume',
+           'nodule_probability']
 
 MIN_OVERLAP = 0.3
 DUPLICATE_OVERLAP = 0.5
 MAX_GAP = 1
 TOP_K = 3
+SPIKE_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -211,9 +225,35 @@ def _match(tracks: Sequence[_Track], instances: Sequence[_Instance],
     return [(int(t), int(i)) for t, i in zip(rows, cols) if weight[t, i] > 0]
 
 
+def _spike_ratio(track: _Track, i: int) -> float:
+    """How many times the concave bound (module docstring) instance ``i``'s
+    ``sqrt(area)`` is; 0 when it lacks two instances on either side."""
+    if i < 2 or i > len(track.instances) - 3:
+        return 0.0
+    window = track.instances[i - 2:i + 3]
+    z = [inst.z for inst in window]
+    root = [math.sqrt(inst.area) for inst in window]
+    from_before = root[1] + (root[1] - root[0]) * (z[2] - z[1]) / (z[1] - z[0])
+    from_after = root[3] + (root[3] - root[4]) * (z[3] - z[2]) / (z[4] - z[3])
+    return root[2] / max(from_before, from_after, root[1], root[3])
+
+
+def _detach_spikes(track: _Track, spike_factor: float) -> list[_Track]:
+    """The track without its foreign masks, then each of them as a track of its own."""
+    detached = []
+    while len(track.instances) >= 5:
+        ratio = [_spike_ratio(track, i) for i in range(len(track.instances))]
+        worst = int(np.argmax(ratio))
+        if ratio[worst] <= spike_factor:
+            break
+        detached.append(_Track([track.instances.pop(worst)]))
+    return [track] + detached
+
+
 def link_detections(detections: Sequence[SliceDetections], shape_zyx: Sequence[int],
                     min_overlap: float = MIN_OVERLAP, max_gap: int = MAX_GAP,
-                    duplicate_overlap: float = DUPLICATE_OVERLAP) -> list[LinkedNodule]:
+                    duplicate_overlap: float = DUPLICATE_OVERLAP,
+                    spike_factor: float | None = SPIKE_FACTOR) -> list[LinkedNodule]:
     """Link per-slice instance masks into 3D nodules (rules in the module docstring).
 
     Args:
@@ -226,6 +266,9 @@ def link_detections(detections: Sequence[SliceDetections], shape_zyx: Sequence[i
         max_gap: Most slices a nodule may miss between two of its masks.
         duplicate_overlap: Two masks of one slice overlapping by at least this fraction
             of the smaller are one object; the lower-scoring one is dropped.
+        spike_factor: A mask whose ``sqrt(area)`` exceeds the concave bound of its
+            nodule by more than this factor is detached (module docstring); ``None``
+            keeps every link.
 
     Returns:
         The nodules, by decreasing probability (ties: lower first slice first).
@@ -255,6 +298,8 @@ def link_detections(detections: Sequence[SliceDetections], shape_zyx: Sequence[i
             open_tracks[t].instances.append(instances[i])
         taken = {i for _, i in pairs}
         tracks.extend(_Track([inst]) for i, inst in enumerate(instances) if i not in taken)
+    if spike_factor is not None:
+        tracks = [part for track in tracks for part in _detach_spikes(track, spike_factor)]
 
     nodules = [
         LinkedNodule(slices={inst.z: inst.mask for inst in track.instances},
