@@ -51,16 +51,29 @@ def test_lanes_run_side_by_side_with_their_output_in_logs(repo_root, tmp_path, m
     assert set(saved) == {'first', 'a1', 'a2', 'b1', 'b2'}
 
 
-def test_a_resumed_run_redoes_only_what_reads_a_changed_step(repo_root, tmp_path, monkeypatch):
-    """Lane b's last step changes: lane a, which does not read it, is not redone."""
+@pytest.mark.parametrize('workers', [2, 1])
+def test_a_resumed_run_redoes_only_what_reads_a_changed_step(repo_root, tmp_path, monkeypatch,
+                                                             workers):
+    """Lane b's last step changes: lane a, which does not read it, is not redone (side by
+    side or one lane after the other)."""
     run_demo = _run_demo_module(repo_root, monkeypatch)
     _plan(run_demo, tmp_path)[0].execute()
     before = json.loads((tmp_path / 'steps.json').read_text())
     plan, runner = _plan(run_demo, tmp_path, b2_code='x = 1')
+    plan.workers = workers
     plan.execute()
     for key in ('first', 'a1', 'a2', 'b1'):
         assert runner.records[key].started == before[key]['started'], key
     assert runner.records['b2'].started > before['b2']['started']
+    # and the other way round: lane a's last step changes, lane b is not redone
+    before = json.loads((tmp_path / 'steps.json').read_text())
+    plan, runner = _plan(run_demo, tmp_path, b2_code='x = 1')
+    plan.workers = workers
+    plan.steps[2].cmd[-1] += '; z = 3'  # a2
+    plan.execute()
+    for key in ('first', 'a1', 'b1', 'b2'):
+        assert runner.records[key].started == before[key]['started'], key
+    assert runner.records['a2'].started > before['a2']['started']
     # a changed first step redoes everything after it, in both lanes
     plan, runner = _plan(run_demo, tmp_path)
     plan.steps[0].cmd[-1] += '; y = 2'

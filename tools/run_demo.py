@@ -298,11 +298,10 @@ class Runner:
         missing = [str(p) for p in step.outputs if not p.exists()]
         if missing:
             raise StepFailed(f'demo step "{step.title}" finished but did not write {missing}')
-        self.record(step.key, StepRecord(step.title, command, round(seconds, 1),
-                                         round(usage.ru_utime + usage.ru_stime, 1), 'ran',
-                                         round(began, 1)))
-        print(f'=== [{number}] {step.title}: {seconds:.0f} s wall, '
-              f'{usage.ru_utime + usage.ru_stime:.0f} s CPU', flush=True)
+        cpu = usage.ru_utime + usage.ru_stime
+        self.record(step.key, StepRecord(step.title, command, round(seconds, 1), round(cpu, 1),
+                                         'ran', round(began, 1)))
+        print(f'=== [{number}] {step.title}: {seconds:.0f} s wall, {cpu:.0f} s CPU', flush=True)
         return 'ran'
 
     def print_progress(self) -> None:
@@ -372,9 +371,8 @@ class Plan:
             for item in self.items:
                 if isinstance(item, Step):
                     dirty = self._lane([item], dirty, logs=False)
-                elif self.workers < 2:
-                    for lane in item.lanes:
-                        dirty = self._lane(lane, dirty, logs=False) or dirty
+                elif self.workers < 2:  # one lane after the other, each from the same state
+                    dirty = any([self._lane(lane, dirty, logs=False) for lane in item.lanes])
                 else:
                     dirty = self._parallel(item, dirty)
         except StepFailed as err:
