@@ -189,28 +189,41 @@ def test_linked_sphere_measures_at_its_true_place_and_size():
     assert m.nodule_id == 1 and (m.slice_first, m.slice_last) == (min(nodule), max(nodule))
 
 
-def test_a_large_foreign_mask_containing_the_nodule_is_detached():
+@pytest.mark.parametrize('where', ['first', 'second', 'inside', 'last but one', 'last'])
+def test_a_large_foreign_mask_containing_the_nodule_is_detached(where):
     """The diaphragm's dome detected on one slice contains a nodule's cross-section:
-    it is not the nodule's, so the nodule keeps its true long axis."""
+    it is not the nodule's, so the nodule keeps its true long axis. Also on the
+    nodule's first and last two slices, judged by the side that has two slices."""
     spacing = (0.7, 0.7, 1.0)
     geometry = ScanGeometry((SHAPE[2], SHAPE[1], SHAPE[0]), spacing, (0.0, 0.0, 0.0),
                             (1, 0, 0, 0, 1, 0, 0, 0, 1))
     nodule = sphere_slices(32, 32, cz=12.0, radius=7.0, px_per_slice=spacing[2] / spacing[0])
-    dome = {10: disc(38, 30, 17)}  # holds the nodule's slice-10 section, 7x its area
-    assert np.all(dome[10] >= nodule[10])
-    detections = stub_detector({**nodule, **dome}, scores={10: 0.95})
+    zs = sorted(nodule)
+    z = {'first': zs[0], 'second': zs[1], 'inside': 10, 'last but one': zs[-2],
+         'last': zs[-1]}[where]
+    dome = {z: disc(38, 30, 17)}  # holds the nodule's section there, 7x its largest area
+    assert np.all(dome[z] >= nodule[z])
+    detections = stub_detector({**nodule, **dome}, scores={z: 0.95})
     linked = link_detections(detections, SHAPE)
     assert len(linked) == 2
     (kept,) = [n for n in linked if n.num_slices > 1]
     (alone,) = [n for n in linked if n.num_slices == 1]
-    assert np.array_equal(alone.slices[10], dome[10])
-    assert sorted(kept.slices) == [z for z in sorted(nodule) if z != 10]
+    assert np.array_equal(alone.slices[z], dome[z])
+    assert sorted(kept.slices) == [k for k in zs if k != z]
     measured = measure_label_volume(linked_to_label_volume([kept], SHAPE), geometry)
     assert measured[0].long_axis_mm == pytest.approx(14 * spacing[0], abs=1.0)
     # without the rule the dome's 24 mm become the nodule's long axis
     (joined,) = link_detections(detections, SHAPE, spike_factor=None)
     joined_axis = measure_label_volume(linked_to_label_volume([joined], SHAPE), geometry)
     assert joined_axis[0].long_axis_mm > 20
+
+
+def test_a_three_slice_nodule_is_never_judged():
+    """Tiny cap, large centre, tiny cap (a small nodule at thick slices): the centre has
+    one slice on each side, no chord to continue, so it stays with its caps."""
+    caps_and_centre = {5: disc(32, 32, 1.0), 6: disc(32, 32, 6.0), 7: disc(32, 32, 1.0)}
+    (nodule,) = link_detections(stub_detector(caps_and_centre), SHAPE)
+    assert same_masks(nodule, caps_and_centre)
 
 
 @pytest.mark.parametrize('px_per_slice', [0.5, 1.0, 1.8, 3.5])

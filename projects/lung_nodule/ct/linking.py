@@ -33,12 +33,17 @@ starts a new nodule:
   small cross-section on one slice continues the nodule, and its long axis becomes the
   nodule's (a 10 mm nodule measured 26 mm). A convex body's cross-sections cannot do
   this: the square root of their area is a concave function of z (Brunn-Minkowski), so
-  a slice's ``sqrt(area)`` is at most the straight-line extrapolation of the two slices
-  on either side. A mask more than :data:`SPIKE_FACTOR` (= 2) times that bound from both
-  sides and larger than both neighbours (four times the area: mask noise of a pixel or
-  two does not get there) is detached into a nodule of its own. Only masks with two
-  slices of the nodule on each side are judged: a 3-slice small nodule (tiny cap,
-  large centre, tiny cap) is what thick slices give and is left alone.
+  a slice's equivalent radius ``sqrt(area / pi)`` is at most the continuation of the
+  chord through the two slices on either side (a concave function lies below the
+  continuation of any of its chords). A mask is detached into a nodule of its own when
+  its equivalent radius is more than :data:`SPIKE_FACTOR` (= 2) times the largest of
+  these bounds and of its neighbours' radii, and exceeds it by more than
+  :data:`SPIKE_MIN_PIXELS` (= 2) pixels: four times the area, and more than the pixel or
+  two of radius by which a detector's ragged edge errs (at a nodule's tiny polar cap
+  that error alone can double a radius). A mask with two slices of the nodule on one
+  side only (its first or second slice, its last or last but one) is judged by that
+  side; one with two on neither side is left alone: a 3-slice small nodule (tiny cap,
+  large centre, tiny cap) is what thick slices give.
 * A one-slice detection that continues nothing stays a (one-slice) nodule: the caller
   filters on slice count or probability.
 
@@ -54,7 +59,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 __all__ = ['DUPLICATE_OVERLAP', 'LinkedNodule', 'MAX_GAP', 'MIN_OVERLAP', 'SPIKE_FACTOR',
-           'SliceDetections', 'TOP_K', 'link_detections', 'linked_to_label_volume',
+           'SPIKE_MIN_PIXELS', 'SliceDetections', 'TOP_K', 'link_detections', 'linked_to_label_volume',
            'nodule_probability']
 
 MIN_OVERLAP = 0.3
@@ -62,6 +67,7 @@ DUPLICATE_OVERLAP = 0.5
 MAX_GAP = 1
 TOP_K = 3
 SPIKE_FACTOR = 2.0
+SPIKE_MIN_PIXELS = 2.0
 
 
 @dataclass(frozen=True)
@@ -225,24 +231,37 @@ def _match(tracks: Sequence[_Track], instances: Sequence[_Instance],
     return [(int(t), int(i)) for t, i in zip(rows, cols) if weight[t, i] > 0]
 
 
-def _spike_ratio(track: _Track, i: int) -> float:
-    """How many times the concave bound (module docstring) instance ``i``'s
-    ``sqrt(area)`` is; 0 when it lacks two instances on either side."""
-    if i < 2 or i > len(track.instances) - 3:
-        return 0.0
-    window = track.instances[i - 2:i + 3]
-    z = [inst.z for inst in window]
-    root = [math.sqrt(inst.area) for inst in window]
-    from_before = root[1] + (root[1] - root[0]) * (z[2] - z[1]) / (z[1] - z[0])
-    from_after = root[3] + (root[3] - root[4]) * (z[3] - z[2]) / (z[4] - z[3])
-    return root[2] / max(from_before, from_after, root[1], root[3])
+def _spike_excess(track: _Track, i: int) -> tuple[float, float]:
+    """Instance ``i``'s equivalent radius against the concave bound (module docstring):
+    (how many times the bound it is, by how many pixels it exceeds it); ``(0, 0)`` when
+    it has two instances on neither side."""
+    inst = track.instances
+
+    def radius(k: int) -> float:
+        return math.sqrt(inst[k].area / math.pi)
+
+    def extrapolated(near: int, far: int) -> float:
+        """The chord through ``far`` and ``near`` continued to ``i``."""
+        return radius(near) + (radius(near) - radius(far)) * (
+            (inst[i].z - inst[near].z) / (inst[near].z - inst[far].z))
+
+    chords = ([extrapolated(i - 1, i - 2)] if i >= 2 else []) + (
+        [extrapolated(i + 1, i + 2)] if i <= len(inst) - 3 else [])
+    if not chords:
+        return 0.0, 0.0
+    neighbours = [radius(k) for k in (i - 1, i + 1) if 0 <= k < len(inst)]
+    bound = max(chords + neighbours)
+    return radius(i) / bound, radius(i) - bound
 
 
 def _detach_spikes(track: _Track, spike_factor: float) -> list[_Track]:
     """The track without its foreign masks, then each of them as a track of its own."""
     detached = []
-    while len(track.instances) >= 5:
-        ratio = [_spike_ratio(track, i) for i in range(len(track.instances))]
+    while len(track.instances) >= 3:
+        ratio = []
+        for i in range(len(track.instances)):
+            times, pixels = _spike_excess(track, i)
+            ratio.append(times if pixels > SPIKE_MIN_PIXELS else 0.0)
         worst = int(np.argmax(ratio))
         if ratio[worst] <= spike_factor:
             break
@@ -266,9 +285,10 @@ def link_detections(detections: Sequence[SliceDetections], shape_zyx: Sequence[i
         max_gap: Most slices a nodule may miss between two of its masks.
         duplicate_overlap: Two masks of one slice overlapping by at least this fraction
             of the smaller are one object; the lower-scoring one is dropped.
-        spike_factor: A mask whose ``sqrt(area)`` exceeds the concave bound of its
-            nodule by more than this factor is detached (module docstring); ``None``
-            keeps every link.
+        spike_factor: A mask whose equivalent radius exceeds the concave bound of its
+            nodule by more than this factor (and by more than
+            :data:`SPIKE_MIN_PIXELS`) is detached (module docstring); ``None`` keeps
+            every link.
 
     Returns:
         The nodules, by decreasing probability (ties: lower first slice first).
