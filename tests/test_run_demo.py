@@ -53,6 +53,18 @@ def test_detector_options_point_the_demo_config_at_the_run(repo_root, tmp_path, 
         assert evaluator.ann_file == f'{tmp_path / "coco"}/annotations/instances_{split}.json'
 
 
+def test_the_demo_trains_the_schedule_of_its_config(repo_root, monkeypatch):
+    """tools/train.py on the demo config by hand trains what the demo trains."""
+    run_demo = _run_demo_module(repo_root, monkeypatch)
+    cfg = Config.fromfile(str(repo_root / run_demo.DET_CONFIG))
+    iters = run_demo.parse_args([]).iters
+    assert cfg.train_cfg.max_iters == iters
+    hook = next(h for h in cfg.custom_hooks if h.type == 'StagedUnfreezeHook')
+    assert [s.begin for s in hook.stages] == [
+        run_demo.stage_begin(fraction, iters) for _, fraction in run_demo.STAGE_FRACTIONS]
+    assert cfg.param_scheduler[1].milestones == [int(iters * run_demo.LR_STEP_FRACTION)]
+
+
 def test_patch_classifier_backbone_loads_into_the_demo_detector(repo_root, tmp_path):
     """Every tensor of the detector's ResNet-18 comes from the classifier, none left over."""
     from mmpretrain.models import ImageClassifier  # noqa: F401  (registers mmpretrain)
