@@ -90,16 +90,16 @@ train_dataloader = dict(
 val_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
 
-# Minutes, not 24 epochs: iteration-based, 1300 steps of 2 crops (on the 2-core VM
+# Minutes, not 24 epochs: iteration-based, 1000 steps of 2 crops (on the 2-core VM
 # of 2026-12-01: ~0.3 s each while only the heads train, ~0.4-0.45 s from stage 3+
-# on, 8.7 minutes in all; the VM before it was ~1.5x slower). Twice the 650 steps of
-# the previous demo, measured as whole demos (seeds 0 / 1, benchmarks/RESULTS.md):
-# test segm AP50 0.409 / 0.404 -> 0.492 / 0.511, Matterport 0.333 -> 0.401 / 0.492,
-# CPM 0.479 / 0.487 -> 0.497 / 0.492, the long-axis MAE kept (1.42 / 1.31 -> 1.41 /
-# 1.06 mm), the demo 7.9 -> 12.2 / 11.7 minutes of its 15. Validation only once, at
-# the end (the loop always validates after its last step); tools/test.py measures the
-# test split.
-max_iters = 1300
+# on, about 6.5 minutes in all; the VM before it was ~1.5x slower). 1000, not the 650
+# of the previous demo: this VM ran those in 7.9 minutes of the budget of 15, and more
+# steps lift the slice figures (whole demos, benchmarks/RESULTS.md: test segm AP50
+# 0.40 at 650 steps, 0.50 at 1300 over three seeds); not 1300, because with the
+# set-up of a fresh clone that run took 14.7 of its 15 minutes. Validation only once,
+# at the end (the loop always validates after its last step); tools/test.py measures
+# the test split.
+max_iters = 1000
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=100000)
 
@@ -118,7 +118,7 @@ param_scheduler = [
 ]
 
 # The staged schedule in iterations, with the real config's 1:2:1 lengths:
-# heads 0-324, 3+ 325-974, all 975-1299 (of 1300). The real config trains `all` at a tenth
+# heads 0-249, 3+ 250-749, all 750-999 (of 1000). The real config trains `all` at a tenth
 # of the rate after 18 epochs; here that quarter of a 900-step run at 0.002
 # (then 0.0002 after the step) left the new heads under-trained (600 steps:
 # test segm AP50 0.26), so `all` keeps the full rate and the x0.1 step above
