@@ -33,9 +33,8 @@ about one core busy, so the patch classifier's test runs beside the detector's t
 and steps 6-7 run on one core beside step 8's inference, views and training on the
 other (``Parallel``; their output goes to ``OUT/logs/``, their latest lines are printed
 as they run). Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md, "The
-main job"): about 10.5 min wall on the VM of 2026-12-01 (650 detector steps took 7.9 min
-there and 11.0 min on the 1.5x slower VM before it); the issue's budget is 15 min, the
-set-up of a fresh clone included.
+main job"): 11.0 min wall, 17.8 min of CPU time, against 12.7 min one step at a time in
+the same hour (13.7-15.1 min in slower hours); the issue's budget is 15 min.
 
 Example::
 
@@ -85,7 +84,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     'R-CNN -> staged fine-tune -> test, whole-scan inference, false-positive '
                     'reduction, FROC) on '
                     'synthetic LUNA16, ending in OUT/REPORT.md. Measured with the defaults: '
-                    'about 10.5 min on 2 idle CPU cores (17 min of CPU time).',
+                    'about 11 min on 2 idle CPU cores (18 min of CPU time).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', type=Path, default=Path('work_dirs/demo'), help='output folder')
     parser.add_argument('--data-root', type=Path, default=None,
@@ -114,11 +113,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              'and epoch)')
     parser.add_argument('--patch-epochs', type=int, default=2,
                         help='patch classifier epochs (~90 CPU s each with 3000 patches)')
-    parser.add_argument('--iters', type=int, default=1000,
-                        help='Mask R-CNN steps of two 160 px crops (~0.3 s each on 2 idle '
-                             'cores while only the heads train, ~0.4-0.45 s from stage 3+ '
-                             'on; ~1.5x that on slower VMs); the stages take 1/4, 1/2 and '
-                             '1/4 of them')
+    parser.add_argument('--iters', type=int, default=650,
+                        help='Mask R-CNN steps of two 160 px crops (~0.45 s each on 2 idle '
+                             'cores while only the heads train, ~0.65 s from stage 3+ on); '
+                             'the stages take 1/4, 1/2 and 1/4 of them')
     parser.add_argument('--fpr-epochs', type=int, default=6,
                         help='epochs of the false-positive reduction classifier (ResNet-20 on '
                              '~2,200 3-view images: ~14 s each on 2 cores)')
