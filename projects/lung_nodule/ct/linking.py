@@ -59,8 +59,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 __all__ = ['DUPLICATE_OVERLAP', 'LinkedNodule', 'MAX_GAP', 'MIN_OVERLAP', 'SPIKE_FACTOR',
-           'SPIKE_MIN_PIXELS', 'SliceDetections', 'TOP_K', 'link_detections', 'linked_to_label_volume',
-           'nodule_probability']
+           'SPIKE_MIN_PIXELS', 'SliceDetections', 'TOP_K', 'link_detections',
+           'linked_to_label_volume', 'nodule_probability']
 
 MIN_OVERLAP = 0.3
 DUPLICATE_OVERLAP = 0.5
