@@ -25,6 +25,7 @@ from mmengine.runner import Runner
 
 from _tool_config import load_tool_config
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from projects.lung_nodule.engine import close_distributed
 
 EVAL_CHOICES = ('bbox', 'segm', 'proposal', 'proposal_fast')
 
@@ -107,6 +108,7 @@ def main() -> Optional[dict]:
         dump(metrics, out_file, indent=2)
         print_log('test metrics:\n' + json.dumps(metrics, indent=2), logger='current')
         print_log(f'metrics written to {out_file}', logger='current')
+    close_distributed()
     return metrics
 
 

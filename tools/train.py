@@ -17,6 +17,7 @@ from mmengine.runner import Runner
 
 from _tool_config import load_tool_config
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from projects.lung_nodule.engine import close_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -81,6 +82,7 @@ def main() -> None:
 
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 
 Importing it registers ``StagedUnfreezeHook`` in mmdet's ``HOOKS``.
 """
-from .distributed import setup_cpu_distributed
+from .distributed import close_distributed, setup_cpu_distributed
 from .hooks import StagedUnfreezeHook
 
-__all__ = ['StagedUnfreezeHook', 'setup_cpu_distributed']
+__all__ = ['StagedUnfreezeHook', 'close_distributed', 'setup_cpu_distributed']

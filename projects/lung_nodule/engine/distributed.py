@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 
-__all__ = ['setup_cpu_distributed']
+__all__ = ['close_distributed', 'setup_cpu_distributed']
 
 
 def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
@@ -38,3 +38,16 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
             broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
     return True
+
+
+def close_distributed() -> None:
+    """Wait for every rank, then destroy the process group, before the process exits.
+
+    Why: a process group left to the interpreter's exit is torn down while its
+    communication threads still run; a gloo rank then dies with "terminate called
+    without an active exception" (SIGABRT) after its work is done, and torchrun reports
+    the whole job as failed. PyTorch asks for ``destroy_process_group`` at the end.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
