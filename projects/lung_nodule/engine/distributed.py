@@ -5,6 +5,9 @@ Runner's default DDP wrapper passes ``device_ids=[LOCAL_RANK]``; both fail for a
 CPU model. The Runner skips its own ``init_dist`` when a process group already
 exists, so on a CPU-only machine we open a gloo group from torchrun's environment
 and wrap the model with ``device_ids=None``. With CUDA nothing changes.
+
+On every device, ``tools/train.py`` and ``tools/test.py`` end with
+:func:`close_distributed`, so that no process group is left to the interpreter's exit.
 """
 import torch
 import torch.distributed as dist
