@@ -218,6 +218,28 @@ def test_a_large_foreign_mask_containing_the_nodule_is_detached(where):
     assert joined_axis[0].long_axis_mm > 20
 
 
+@pytest.mark.parametrize("first", [6, 8, 13])
+def test_a_structure_taken_in_on_three_slices_is_detached(first):
+    """A nodule against the mediastinum: on three slices in a row its masks take in the
+    mediastinum's bulge (each a large neighbour of the next, so the one-slice rule
+    cannot see it). The run goes as one nodule of its own; the nodule keeps its size."""
+    spacing = (0.7, 0.7, 0.7)
+    geometry = ScanGeometry((SHAPE[2], SHAPE[1], SHAPE[0]), spacing, (0.0, 0.0, 0.0),
+                            (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    nodule = sphere_slices(32, 32, cz=11.0, radius=7.0, px_per_slice=1.0)
+    run = range(first, first + 3)
+    bulge = {z: nodule[z] | disc(32, 22, 11) for z in run}  # 2.2-4.5x the nodule's area
+    (kept, alone) = link_detections(stub_detector({**nodule, **bulge}), SHAPE)
+    assert sorted(alone.slices) == list(run)
+    assert sorted(kept.slices) == [z for z in sorted(nodule) if z not in run]
+    measured = measure_label_volume(linked_to_label_volume([kept], SHAPE), geometry)
+    assert measured[0].long_axis_mm == pytest.approx(14 * spacing[0], abs=1.0)
+    # the one-slice rule alone keeps the bulge, whose ~22 mm become the long axis
+    (joined,) = link_detections(stub_detector({**nodule, **bulge}), SHAPE, run_factor=math.inf)
+    joined_axis = measure_label_volume(linked_to_label_volume([joined], SHAPE), geometry)
+    assert joined_axis[0].long_axis_mm > 18
+
+
 def test_a_three_slice_nodule_is_never_judged():
     """Tiny cap, large centre, tiny cap (a small nodule at thick slices): the centre has
     one slice on each side, no chord to continue, so it stays with its caps."""
@@ -245,6 +267,29 @@ def test_the_foreign_mask_rule_never_splits_a_real_sphere(px_per_slice):
             assert [n.slices.keys() for n in with_rule] == [n.slices.keys() for n in without]
             whole += len(with_rule) == 1
     assert whole >= 20  # of 25: most are one nodule, so the comparison above means something
+
+
+@pytest.mark.parametrize('px_per_slice', [0.5, 1.0, 1.8, 3.5])
+def test_the_run_rule_never_splits_an_irregular_ellipsoid(px_per_slice):
+    """Ellipsoids flattened or stretched in z (0.6-1.6), 3-12 px, whose masks err by up
+    to 20 % of their radius and 1 px on every slice: no run of masks is detached. (At a
+    run factor of 1.2 instead of 1.5 some are.)"""
+    rng = np.random.default_rng(0)
+    for radius in (3.0, 5.0, 8.0, 12.0):
+        for stretch in (0.6, 1.0, 1.6):
+            for _ in range(5):
+                ragged = {}
+                for z in range(SHAPE[0]):
+                    left = radius ** 2 - ((z - 11.3) * px_per_slice / stretch) ** 2
+                    if left <= 0:
+                        continue
+                    r = math.sqrt(left) * rng.uniform(0.8, 1.2) + rng.uniform(-1, 1)
+                    mask = disc(32 + rng.uniform(-1, 1), 32 + rng.uniform(-1, 1), max(r, 0.8))
+                    if mask.any():
+                        ragged[z] = mask
+                with_rule = link_detections(stub_detector(ragged), SHAPE)
+                without = link_detections(stub_detector(ragged), SHAPE, spike_factor=None)
+                assert [n.slices.keys() for n in with_rule] == [n.slices.keys() for n in without]
 
 
 def test_bad_detections_are_refused_naming_the_slice():
