@@ -45,6 +45,9 @@ def test_detector_options_point_the_demo_config_at_the_run(repo_root, tmp_path, 
     assert cfg.default_hooks.checkpoint.interval == 200
     for split in ('train', 'val', 'test'):
         dataset = cfg[f'{split}_dataloader'].dataset
+        if split == 'train':  # the LUNA16 slices inside the CopyPaste wrapper
+            assert dataset.type == 'MultiImageMixDataset'
+            dataset = dataset.dataset
         assert dataset.data_root == f'{tmp_path / "coco"}/'
         assert [t.scale for t in dataset.pipeline if t.type == 'Resize'] == [(320, 320)]
     for split in ('val', 'test'):
@@ -63,6 +66,10 @@ def test_the_demo_trains_the_schedule_of_its_config(repo_root, monkeypatch):
     assert [s.begin for s in hook.stages] == [
         run_demo.stage_begin(fraction, iters) for _, fraction in run_demo.STAGE_FRACTIONS]
     assert cfg.param_scheduler[1].milestones == [int(iters * run_demo.LR_STEP_FRACTION)]
+    patch_cfg = Config.fromfile(str(repo_root / run_demo.PATCH_CONFIG))
+    epochs = run_demo.parse_args([]).patch_epochs
+    assert patch_cfg.train_cfg.max_epochs == patch_cfg.param_scheduler.T_max == epochs
+    assert cfg.patch_classifier.endswith(f'/epoch_{epochs}.pth')
 
 
 def test_patch_classifier_backbone_loads_into_the_demo_detector(repo_root, tmp_path):

@@ -213,8 +213,9 @@ class Experiment:
         if arm.own_stages:
             opts = [o for o in opts if not o.startswith('custom_hooks.0.stages.')]
         mode = arm.lung_mask_mode
-        opts += [f'lung_mask_mode={mode}'] + [f'{split}_dataloader.dataset.lung_mask_mode={mode}'
-                                              for split in ('train', 'val', 'test')]
+        opts += [f'lung_mask_mode={mode}'] + [
+            f'{run_demo.detector_dataset_key(split)}.lung_mask_mode={mode}'
+            for split in ('train', 'val', 'test')]
         # validation rows of scalars.json stamped with the iteration, not the epoch (0)
         return opts + [f'train_cfg.val_interval={max(1, a.iters // a.val_points)}',
                        'default_hooks.logger.log_metric_by_epoch=False']
