@@ -137,12 +137,15 @@ def dataset_batches(cfg: Config, data_root: str | Path, num_batches: int,
     """
     from mmengine.runner import Runner
     data_root = Path(data_root)
-    ann = data_root / cfg.train_dataloader.dataset.ann_file
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    images = loader_cfg.dataset
+    while 'dataset' in images:  # inside wrappers, e.g. the demo's MultiImageMixDataset
+        images = images.dataset
+    ann = data_root / images.ann_file
     if not ann.is_file():
         raise FileNotFoundError(f'--data-root {data_root}: no {ann} (prepared by '
                                 'data_prep/luna16_to_coco.py)')
-    loader_cfg = copy.deepcopy(cfg.train_dataloader)
-    loader_cfg.dataset.data_root = str(data_root)
+    images.data_root = str(data_root)
     loader_cfg.batch_size = batch_size
     loader_cfg.num_workers = 0
     loader_cfg.persistent_workers = False

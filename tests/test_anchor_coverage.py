@@ -68,3 +68,16 @@ def test_shipped_config_covers_the_synthetic_luna16_set(repo_root, tmp_path):
             cwd=repo_root, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert 'anchor coverage: 100.00%' in proc.stdout
+
+
+def test_the_demo_config_is_read_through_its_copy_paste_wrapper(repo_root, tiny_coco_root):
+    """The demo's training slices sit inside a MultiImageMixDataset (CopyPaste): the tool
+    measures them with the loading pipeline and leaves out the mixing."""
+    tool = _tool(repo_root)
+    cfg = Config.fromfile(str(repo_root / 'configs/lung/demo/mask_rcnn_r18_fpn_staged_demo.py'))
+    cfg.train_dataloader.dataset.dataset.data_root = f'{tiny_coco_root}/'
+    cfg.train_dataloader.dataset.dataset.pipeline[2].scale = (128, 128)
+    _, pipeline = tool.image_dataset(cfg.train_dataloader.dataset)
+    assert [t.type for t in pipeline][-3:] == ['CopyPaste', 'BoxesFromMasks', 'PackDetInputs']
+    coverage = tool.anchor_coverage(cfg)
+    assert len(coverage.covered) == 4 and coverage.fraction == 1.0

@@ -52,6 +52,21 @@ RANDOM_GEOMETRY = ('Rotate', 'TranslateX', 'TranslateY', 'RandomAffine', 'Random
                    'RandomCrop', 'RandomResize')
 
 
+#: Transforms that take a second image from a dataset wrapper (MultiImageMixDataset).
+MIXING = ('CopyPaste', 'Mosaic', 'MixUp', 'CachedMosaic', 'CachedMixUp')
+
+
+def image_dataset(dataset_cfg) -> tuple:
+    """The dataset of images inside any wrappers (e.g. the demo config's
+    MultiImageMixDataset) and the pipeline its images go through: its own, then each
+    wrapper's, innermost first."""
+    pipeline = []
+    while 'dataset' in dataset_cfg:
+        pipeline = list(dataset_cfg.get('pipeline', [])) + pipeline
+        dataset_cfg = dataset_cfg.dataset
+    return dataset_cfg, list(dataset_cfg.get('pipeline', [])) + pipeline
+
+
 def anchor_coverage(cfg: Config, split: str = 'train',
                     max_images: Optional[int] = None,
                     keep_augmentation: bool = False) -> Coverage:
@@ -72,10 +87,11 @@ def anchor_coverage(cfg: Config, split: str = 'train',
     if 'rpn_head' not in cfg.model or 'rpn' not in cfg.model.get('train_cfg', {}):
         raise ValueError('anchor coverage needs model.rpn_head and model.train_cfg.rpn; '
                          f'the config has model keys {sorted(cfg.model)}')
-    dataset_cfg = copy.deepcopy(cfg[f'{split}_dataloader'].dataset)
+    dataset_cfg, _ = image_dataset(copy.deepcopy(cfg[f'{split}_dataloader'].dataset))
+    _, train_pipeline = image_dataset(copy.deepcopy(cfg.train_dataloader.dataset))
     dataset_cfg.pipeline = [
-        t for t in copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
-        if keep_augmentation or t['type'] not in RANDOM_GEOMETRY
+        t for t in train_pipeline
+        if (keep_augmentation or t['type'] not in RANDOM_GEOMETRY) and t['type'] not in MIXING
     ]
     dataset_cfg.test_mode = False
     dataset = DATASETS.build(dataset_cfg)
