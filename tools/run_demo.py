@@ -33,8 +33,9 @@ about one core busy, so the patch classifier's test runs beside the detector's t
 and steps 6-7 run on one core beside step 8's inference, views and training on the
 other (``Parallel``; their output goes to ``OUT/logs/``, their latest lines are printed
 as they run). Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md, "The
-main job"): 11.0 min wall, 17.8 min of CPU time, against 12.7 min one step at a time in
-the same hour (13.7-15.1 min in slower hours); the issue's budget is 15 min.
+main job"): 9.3 min wall, 16.0 min of CPU time on the VM of 2026-12-01 (on an earlier,
+1.5x slower VM the 2-epoch patch classifier's demo took 11.0 min side by side, 12.7 min
+one step at a time); the issue's budget is 15 min.
 
 Example::
 

@@ -120,12 +120,14 @@ test_dataloader = dict(num_workers=1, dataset=dict(pipeline=test_pipeline))
 # second stage) than the last steps do on the slices (test segm AP50 0.448 at 900,
 # 0.363-0.393 at 700), and the whole demo must stay under 15 minutes when this VM is
 # slow (15.6 min in one run at 700 steps). On the faster VM of 2026-12-01 (650 steps:
-# the demo in 7.9 min), whole demos over seeds 0-2: 1000 steps 10.6 min, test segm
-# AP50 0.43-0.45, but the long-axis MAE 1.36 / 2.02 / 1.87 mm (target 1.5; 1.23-1.42
-# at 650); 1300 steps AP50 0.49-0.51, MAE 0.99-1.41 mm, but a fresh clone's set-up +
-# demo 14.7 minutes of the 15. So 650 stays; `run_demo.py --iters 1300` is the better
-# model for whoever has the minutes. Validation only once, at the end (the loop
-# always validates after its last step); tools/test.py measures the test split.
+# the demo in 7.9 min with a 2-epoch patch classifier), whole demos over seeds 0-2:
+# 1000 steps 10.6 min, test segm AP50 0.43-0.45, but the long-axis MAE 1.36 / 2.02 /
+# 1.87 mm (target 1.5; 1.23-1.42 at 650); 1300 steps AP50 0.49-0.51, MAE 0.99-1.41 mm,
+# but a fresh clone's set-up + demo 14.7 minutes of the 15. The spare minutes went to
+# the patch classifier instead (8 epochs: +1.5 min, AP50 0.52 at 650 steps, the demo
+# in 9.3 min). `run_demo.py --iters 1300` is the better model for whoever has the
+# minutes. Validation only once, at the end (the loop always validates after its last
+# step); tools/test.py measures the test split.
 max_iters = 650
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=100000)
