@@ -78,7 +78,7 @@ load_pipeline = [
 # only took steps from them: benchmarks/RESULTS.md); pasting adds nodules at no
 # cost per step. Measured at 650 steps on the demo's data, training seeds 0/1/2
 # with a 5-epoch patch classifier: test segm AP50 0.465/0.471/0.408 without,
-# 0.471/0.478/0.446 with; Dice +0.04 on average. The occlusion thresholds are
+# 0.471/0.478/0.446 with; Dice +0.05 on average. The occlusion thresholds are
 # nodule-sized (mmdet's 10 px / 300 px are COCO's): a nodule the paste covers
 # stays when its box moves by at most 4 px or more than 40 px of it remain.
 # CopyPaste leaves an int64 image, so the geometric transforms run before it.
