@@ -136,11 +136,11 @@ def dataset_batches(cfg: Config, data_root: str | Path, num_batches: int,
     are then reused, cycling when the split has fewer.
     """
     from mmengine.runner import Runner
+
+    from projects.lung_nodule.datasets import image_dataset
     data_root = Path(data_root)
     loader_cfg = copy.deepcopy(cfg.train_dataloader)
-    images = loader_cfg.dataset
-    while 'dataset' in images:  # inside wrappers, e.g. the demo's MultiImageMixDataset
-        images = images.dataset
+    images, _ = image_dataset(loader_cfg.dataset)  # inside the demo's CopyPaste wrapper
     ann = data_root / images.ann_file
     if not ann.is_file():
         raise FileNotFoundError(f'--data-root {data_root}: no {ann} (prepared by '

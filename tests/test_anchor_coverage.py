@@ -6,6 +6,8 @@ import sys
 import pytest
 from mmengine.config import Config
 
+from projects.lung_nodule.datasets import image_dataset
+
 STAGED = 'configs/lung/mask_rcnn_r101_fpn_staged.py'
 
 
@@ -77,7 +79,7 @@ def test_the_demo_config_is_read_through_its_copy_paste_wrapper(repo_root, tiny_
     cfg = Config.fromfile(str(repo_root / 'configs/lung/demo/mask_rcnn_r18_fpn_staged_demo.py'))
     cfg.train_dataloader.dataset.dataset.data_root = f'{tiny_coco_root}/'
     cfg.train_dataloader.dataset.dataset.pipeline[2].scale = (128, 128)
-    _, pipeline = tool.image_dataset(cfg.train_dataloader.dataset)
+    _, pipeline = image_dataset(cfg.train_dataloader.dataset)
     assert [t.type for t in pipeline][-3:] == ['CopyPaste', 'BoxesFromMasks', 'PackDetInputs']
     coverage = tool.anchor_coverage(cfg)
     assert len(coverage.covered) == 4 and coverage.fraction == 1.0

@@ -218,7 +218,7 @@ def test_a_large_foreign_mask_containing_the_nodule_is_detached(where):
     assert joined_axis[0].long_axis_mm > 20
 
 
-@pytest.mark.parametrize("first", [6, 8, 13])
+@pytest.mark.parametrize('first', [6, 8, 13])
 def test_a_structure_taken_in_on_three_slices_is_detached(first):
     """A nodule against the mediastinum: on three slices in a row its masks take in the
     mediastinum's bulge (each a large neighbour of the next, so the one-slice rule

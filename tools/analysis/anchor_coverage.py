@@ -35,6 +35,8 @@ from mmengine.structures import InstanceData  # noqa: E402
 
 from mmdet.registry import DATASETS, TASK_UTILS  # noqa: E402
 
+from projects.lung_nodule.datasets import image_dataset  # noqa: E402
+
 
 @dataclass
 class Coverage:
@@ -54,17 +56,6 @@ RANDOM_GEOMETRY = ('Rotate', 'TranslateX', 'TranslateY', 'RandomAffine', 'Random
 
 #: Transforms that take a second image from a dataset wrapper (MultiImageMixDataset).
 MIXING = ('CopyPaste', 'Mosaic', 'MixUp', 'CachedMosaic', 'CachedMixUp')
-
-
-def image_dataset(dataset_cfg) -> tuple:
-    """The dataset of images inside any wrappers (e.g. the demo config's
-    MultiImageMixDataset) and the pipeline its images go through: its own, then each
-    wrapper's, innermost first."""
-    pipeline = []
-    while 'dataset' in dataset_cfg:
-        pipeline = list(dataset_cfg.get('pipeline', [])) + pipeline
-        dataset_cfg = dataset_cfg.dataset
-    return dataset_cfg, list(dataset_cfg.get('pipeline', [])) + pipeline
 
 
 def anchor_coverage(cfg: Config, split: str = 'train',

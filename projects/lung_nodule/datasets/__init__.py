@@ -9,5 +9,6 @@ Importing it registers ``BoxesFromMasks`` in mmdet's ``TRANSFORMS``,
 from .lung_coco_dataset import LungCocoDataset
 from .patch_folder_dataset import PatchFolderDataset
 from .transforms import BoxesFromMasks
+from .wrapped import image_dataset
 
-__all__ = ['BoxesFromMasks', 'LungCocoDataset', 'PatchFolderDataset']
+__all__ = ['BoxesFromMasks', 'LungCocoDataset', 'PatchFolderDataset', 'image_dataset']
