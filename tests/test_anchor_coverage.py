@@ -19,23 +19,41 @@ def _tool(repo_root):
     return module
 
 
-def _cfg(repo_root, data_root, scales):
+def _cfg(repo_root, data_root, scales, ratios):
     cfg = Config.fromfile(str(repo_root / STAGED))
     cfg.train_dataloader.dataset.data_root = f'{data_root}/'
     cfg.train_dataloader.dataset.pipeline[2].scale = (128, 128)  # native size
     cfg.model.rpn_head.anchor_generator.scales = scales
+    cfg.model.rpn_head.anchor_generator.ratios = ratios
     return cfg
 
 
 def test_shipped_anchors_cover_small_nodules_where_mmdets_miss_them(repo_root, tiny_coco_root):
     tool = _tool(repo_root)
-    shipped = Config.fromfile(str(repo_root / STAGED)).model.rpn_head.anchor_generator.scales
-    ours = tool.anchor_coverage(_cfg(repo_root, tiny_coco_root, shipped))
+    shipped = Config.fromfile(str(repo_root / STAGED)).model.rpn_head.anchor_generator
+    ours = tool.anchor_coverage(_cfg(repo_root, tiny_coco_root, shipped.scales, shipped.ratios))
     assert len(ours.covered) == 4 and ours.fraction == 1.0
-    mmdet_default = tool.anchor_coverage(_cfg(repo_root, tiny_coco_root, [8]))
+    mmdet_default = tool.anchor_coverage(_cfg(repo_root, tiny_coco_root, [8], [0.5, 1.0, 2.0]))
     # mmdet's smallest anchor is 32 px: it misses some of the small boxes, only small ones
     missed = [w * h for (w, h), ok in zip(mmdet_default.sizes, mmdet_default.covered) if not ok]
     assert missed and all(area < 16 * 16 for area in missed)
+
+
+def test_square_anchors_cover_the_3_px_cross_sections(repo_root, tiny_coco_root):
+    """The off-centre slices of small nodules are 3-5 px across: the shipped square
+    anchors (6 px the smallest) give each of them a positive anchor, where one 8 px size
+    at mmdet's three aspect ratios (the configs before) misses half of them."""
+    tool = _tool(repo_root)
+    shipped = Config.fromfile(str(repo_root / STAGED)).model.rpn_head.anchor_generator
+
+    def coverage(scales, ratios):
+        cfg = _cfg(repo_root, tiny_coco_root, scales, ratios)
+        cfg.train_dataloader.dataset.pipeline[2].scale = (32, 32)  # discs of 3-7 px
+        return tool.anchor_coverage(cfg)
+
+    ours = coverage(shipped.scales, shipped.ratios)
+    assert min(min(size) for size in ours.sizes) <= 3 and ours.fraction == 1.0
+    assert coverage([2], [0.5, 1.0, 2.0]).fraction <= 0.5
 
 
 @pytest.mark.slow

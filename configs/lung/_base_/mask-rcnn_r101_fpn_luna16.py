@@ -14,15 +14,18 @@ load_from = 'https://download.openmmlab.com/mmdetection/v2.0/mask_rcnn/mask_rcnn
 #
 # Anchors for nodules (3-30 mm: about 4-43 px at 0.7 mm/px): mmdet's scale 8 makes
 # 32-512 px anchors on strides 4-64, and with min_pos_iou=0.3 a box under about
-# 17x17 px gets no positive anchor. Scale 2 (8-128 px) keeps 3 anchors per
-# location, so the COCO RPN head still loads; min_pos_iou 0.2 lets the 3-5 px
-# cross-sections match their best anchor (match_low_quality). On 20 synthetic
-# scans (128x128 slices resized to 512): 92% -> 100% of the training boxes;
-# at native size (2-16 px boxes) 0% -> 95.5% of all 66 boxes.
+# 17x17 px gets no positive anchor. Nodules are round, so the anchors are square,
+# at three sizes per location instead of mmdet's three aspect ratios: scales 1.5, 2
+# and 3 (6, 8 and 12 px on stride 4 up to 96-192 px on stride 64; still 3 anchors
+# per location, so the COCO RPN head's tensors still load). min_pos_iou 0.2 lets the
+# 3-5 px cross-sections match their best anchor (match_low_quality). Test boxes of
+# the demo's data at native size (3-30 px): 95.5% get a positive anchor with scale 2
+# at mmdet's ratios, 100% with these; its detector (650 steps, training seeds 0 / 2)
+# test segm AP50 0.494 / 0.502 -> 0.535 / 0.517 (benchmarks/RESULTS.md).
 # Check with: python tools/analysis/anchor_coverage.py CONFIG --min-coverage 0.99
 model = dict(
     backbone=dict(init_cfg=None),
-    rpn_head=dict(anchor_generator=dict(scales=[2])),
+    rpn_head=dict(anchor_generator=dict(scales=[1.5, 2, 3], ratios=[1.0])),
     train_cfg=dict(rpn=dict(assigner=dict(min_pos_iou=0.2))),
     # RoIAlign of mmcv's results on every CPU core (mmcv's CPU kernel runs on one
     # thread and was about half of a CPU training step): torchvision's kernel on
