@@ -20,8 +20,9 @@ load_from = 'https://download.openmmlab.com/mmdetection/v2.0/mask_rcnn/mask_rcnn
 # per location, so the COCO RPN head's tensors still load). min_pos_iou 0.2 lets the
 # 3-5 px cross-sections match their best anchor (match_low_quality). Test boxes of
 # the demo's data at native size (3-30 px): 95.5% get a positive anchor with scale 2
-# at mmdet's ratios, 100% with these; its detector (650 steps, training seeds 0 / 2)
-# test segm AP50 0.494 / 0.502 -> 0.535 / 0.517 (benchmarks/RESULTS.md).
+# at mmdet's ratios, 100% with these; its detector (650 steps, training seeds
+# 0 / 1 / 2) test segm AP50 0.494 / 0.531 / 0.502 -> 0.535 / 0.572 / 0.517
+# (benchmarks/RESULTS.md, "Square anchors").
 # Check with: python tools/analysis/anchor_coverage.py CONFIG --min-coverage 0.99
 model = dict(
     backbone=dict(init_cfg=None),
