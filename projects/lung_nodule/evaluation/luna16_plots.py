@@ -104,7 +104,6 @@ def bland_altman_png(pairs: Sequence[SizePair], title: str, reference_label: str
             high = max(float(diff.max()), *(y for y, _, _ in lines))
             margin = 0.12 * max(high - low, 1.0)
             ax.set_ylim(low - margin, high + 1.5 * margin)
-            ax.legend(loc='best', fontsize=7, framealpha=0.6)  # off the points
         else:
             ax.text(0.5, 0.5, 'no reported nodule paired', transform=ax.transAxes, ha='center',
                     va='center')
@@ -114,5 +113,11 @@ def bland_altman_png(pairs: Sequence[SizePair], title: str, reference_label: str
         ax.set_ylabel('predicted - reference (mm)', fontsize=8)
         ax.set_title(measure, fontsize=9)
     fig.suptitle(f'{title}\nreference: {reference_label}', fontsize=10)
-    fig.tight_layout()
+    # The bands are the same nodules in every panel: one legend, below the panels,
+    # where it cannot hide a point (a legend inside a panel did).
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc='lower center', ncol=len(handles), fontsize=8,
+                   frameon=False)
+    fig.tight_layout(rect=(0, 0.06 if handles else 0, 1, 1))
     return _png(fig)
