@@ -33,7 +33,7 @@ about one core busy, so the patch classifier's test runs beside the detector's t
 and steps 6-7 run on one core beside step 8's inference, views and training on the
 other (``Parallel``; their output goes to ``OUT/logs/``, their latest lines are printed
 as they run). Measured with the defaults on 2 idle cores (benchmarks/RESULTS.md, "The
-main job"): 9.3 min wall, 16.0 min of CPU time on the VM of 2026-12-01 (on an earlier,
+main job"): 9.9 min wall, 16.7 min of CPU time on the VM of 2026-12-01 (on an earlier,
 1.5x slower VM the 2-epoch patch classifier's demo took 11.0 min side by side, 12.7 min
 one step at a time); the issue's budget is 15 min.
 
@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     'R-CNN -> staged fine-tune -> test, whole-scan inference, false-positive '
                     'reduction, FROC) on '
                     'synthetic LUNA16, ending in OUT/REPORT.md. Measured with the defaults: '
-                    'about 11 min on 2 idle CPU cores (18 min of CPU time).',
+                    'about 10 min on 2 idle CPU cores (17 min of CPU time).',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--out', type=Path, default=Path('work_dirs/demo'), help='output folder')
     parser.add_argument('--data-root', type=Path, default=None,
