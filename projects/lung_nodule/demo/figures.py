@@ -71,7 +71,7 @@ def plot_loss_curve(scalars_json: Path, out_png: Path, label: str,
     """
     log = load_loss_log(scalars_json)
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     for key in LOSS_KEYS:
         if key in log:
             ax.plot(log['iter'], log[key], label=key, lw=2.2 if key == 'loss' else 1.0)
@@ -83,10 +83,11 @@ def plot_loss_curve(scalars_json: Path, out_png: Path, label: str,
     ax.set_ylabel('loss')
     ax.set_yscale('log')
     ax.grid(alpha=0.3)
-    ax.legend(loc='lower left', fontsize=8, ncol=2)
+    # beside the axes: inside, any corner hides the start of some curve
+    ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.set_title(f'Mask R-CNN training loss ({label})')
-    ax.text(0.99, 0.02, label, transform=ax.transAxes, ha='right', va='bottom',
-            fontsize=10, color='darkred')
+    ax.text(1.01, 0.0, label, transform=ax.transAxes, ha='left', va='bottom',
+            fontsize=10, color='darkred')  # under the legend, off the curves
     fig.tight_layout()
     _atomic_savefig(fig, out_png)
     plt.close(fig)
