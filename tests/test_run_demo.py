@@ -175,6 +175,10 @@ def test_toy_demo_writes_every_artefact_of_the_report(repo_root, tmp_path):
     test_masks = len(json.loads((out / 'luna16_coco/annotations/instances_test.json')
                                 .read_text())['annotations'])
     assert len(rows) == 5 and sum(int(row.split('|')[2]) for row in rows) == test_masks
+    # and the reference: the synthetic labels' true footprints on the same slices
+    reference = re.search(r'the true footprints: AP50 ([0-9.]+)', report)
+    assert reference and 0 < float(reference.group(1)) <= 1
+    assert 'footprints, each a detection of score 1' in section
     patch = json.loads((out / 'patch_cls_test/test_metrics.json').read_text())
     assert 0 <= patch['accuracy/top1'] <= 100
     assert f"{patch['accuracy/top1']:.1f}%" in report

@@ -606,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         patch_metrics=out / 'patch_cls_test/test_metrics.json',
         det_metrics=det_test_dir / 'test_metrics.json', predictions=predictions,
         train_dir=det_dir, eval_dir=eval_dir, infer_dir=infer_dir,
-        detector_eval_dir=detector_eval_dir,
+        detector_eval_dir=detector_eval_dir, labels_dir=luna / 'labels' if synthetic else None,
         stage_begins=[(name, stage_begin(f, args.iters)) for name, f in STAGE_FRACTIONS],
         argv=list(sys.argv[1:] if argv is None else argv))
     report = write_report(run)
