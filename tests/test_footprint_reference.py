@@ -64,3 +64,18 @@ def test_labels_on_another_grid_are_refused(tmp_path):
                     str(tmp_path / 'labels/tiny.test.0.nii.gz'))
     with pytest.raises(ValueError, match='64x64'):
         footprint_reference(root / 'annotations/instances_test.json', tmp_path / 'labels')
+
+
+def test_the_report_names_a_reference_it_cannot_compute(tmp_path, caplog):
+    from projects.lung_nodule.demo.report import DemoRun, reference_ap50
+    root = write_tiny_coco(tmp_path / 'coco', num_images=1, size=64)
+    (tmp_path / 'labels').mkdir()
+    run = DemoRun(out=tmp_path, data_label='synthetic data', machine='', started_utc='',
+                  steps=[], coco_root=root, splits_csv=tmp_path / 'splits.csv', test_scans=1,
+                  patch_metrics=tmp_path / 'p.json', det_metrics=tmp_path / 'd.json',
+                  predictions=tmp_path / 'p.pkl', train_dir=tmp_path, eval_dir=tmp_path,
+                  infer_dir=tmp_path, labels_dir=tmp_path / 'labels')
+    assert reference_ap50(run) is None  # the rest of the report is still written
+    assert 'tiny.test.0.nii.gz' in caplog.text
+    _write_labels(root / 'annotations/instances_test.json', tmp_path / 'labels')
+    assert reference_ap50(run).ap50 == pytest.approx(1.0)

@@ -8,6 +8,7 @@ not in the checkout) are reported as such, not left out silently.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from .figures import pick_overlay_nodules, plot_loss_curve, plot_overlays
 
 __all__ = ['DemoRun', 'StepRecord', 'TARGETS', 'headline_figures', 'wall_seconds',
            'write_report']
+
+logger = logging.getLogger(__name__)
 
 #: The demo's targets (issue 13), on the test split: (key, label, bound, higher is better).
 TARGETS = (
@@ -185,11 +188,16 @@ def slice_recall(run: DemoRun) -> tuple[SliceCounts, SliceCounts] | None:
 
 
 def reference_ap50(run: DemoRun) -> FootprintReference | None:
-    """AP50 of the true footprints on the test slices; None without label volumes."""
+    """AP50 of the true footprints on the test slices; None without label volumes (a
+    volume that cannot be read is named in a warning: the rest of the report stands)."""
     ann = run.coco_root / 'annotations/instances_test.json'
     if run.labels_dir is None or not (Path(run.labels_dir).is_dir() and ann.exists()):
         return None
-    return footprint_reference(ann, run.labels_dir)
+    try:
+        return footprint_reference(ann, run.labels_dir)
+    except (OSError, RuntimeError, ValueError) as exc:  # SimpleITK raises RuntimeError
+        logger.warning('true-footprint reference left out of the report: %s', exc)
+        return None
 
 
 def _slice_recall_lines(counts: tuple[SliceCounts, SliceCounts] | None,
