@@ -186,5 +186,9 @@ def test_toy_demo_writes_every_artefact_of_the_report(repo_root, tmp_path):
     # resumable: a second run skips every finished step and writes the report again
     again = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
+    # ... and says when the run began, not when it was resumed (the toy takes > 1 minute)
+    started = re.compile(r'^Started (.+ UTC)\.', re.M)
+    assert started.search((out / 'REPORT.md').read_text()).group(1) == \
+        started.search(report).group(1)
     assert again.stdout.count('outputs exist, skipped') == sum(
         1 for s in steps.values() if s['status'] == 'ran')

@@ -598,10 +598,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = datetime.datetime.now(datetime.timezone.utc)
     plan.execute()
 
+    records = [runner.records[s.key] for s in plan.steps if s.key in runner.records]
+    # a resumed run began when its first step did, not when it was resumed
+    began = min((r.started for r in records if r.started is not None), default=None)
+    if began is not None:
+        started = min(started, datetime.datetime.fromtimestamp(began, datetime.timezone.utc))
     run = DemoRun(
         out=out, data_label='synthetic data' if synthetic else f'LUNA16 ({luna})',
         machine=_machine(), started_utc=started.strftime('%Y-%m-%d %H:%M UTC'),
-        steps=[runner.records[s.key] for s in plan.steps if s.key in runner.records],
+        steps=records,
         coco_root=coco, splits_csv=splits_csv, test_scans=_test_scans(splits_csv),
         patch_metrics=out / 'patch_cls_test/test_metrics.json',
         det_metrics=det_test_dir / 'test_metrics.json', predictions=predictions,
