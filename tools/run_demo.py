@@ -118,7 +118,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--iters', type=int, default=650,
                         help='Mask R-CNN steps of two 160 px crops (~0.45 s each on 2 idle '
                              'cores while only the heads train, ~0.65 s from stage 3+ on); '
-                             'the stages take 1/4, 1/2 and 1/4 of them')
+                             'the stages take 1/4, 1/2 and 1/4 of them. 1300 adds 4-5 min '
+                             'and ~0.06 test AP50 (benchmarks/RESULTS.md)')
     parser.add_argument('--fpr-epochs', type=int, default=6,
                         help='epochs of the false-positive reduction classifier (ResNet-20 on '
                              '~2,200 3-view images: ~14 s each on 2 cores)')
