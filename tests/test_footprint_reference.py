@@ -28,7 +28,8 @@ def _write_labels(coco_json, labels_dir, shrink=None):
                 yy, xx = np.mgrid[:mask.shape[0], :mask.shape[1]]
                 mask = (yy - rows.mean())**2 + (xx - cols.mean())**2 <= radius**2
             labels[0][mask] = k + 1
-        sitk.WriteImage(sitk.GetImageFromArray(labels), str(labels_dir / f'{image["seriesuid"]}.nii.gz'))
+        sitk.WriteImage(sitk.GetImageFromArray(labels),
+                        str(labels_dir / f'{image["seriesuid"]}.nii.gz'))
 
 
 def test_footprints_equal_to_the_masks_score_ap50_one(tmp_path):

@@ -85,4 +85,3 @@ def footprint_reference(coco_json: str | Path, labels_dir: str | Path) -> Footpr
         evaluator.summarize()
     return FootprintReference(float(evaluator.stats[1]), float(evaluator.stats[0]),
                               len(detections), masks)
-
