@@ -39,7 +39,7 @@ from data_prep.common import (RunSummary, ScanSource, add_input_args, add_lung_m
                               setup_logging, splits_for_inputs, write_splits_csv)
 from data_prep.luna16_to_coco import (LUNG_MASK_MODE_HELP, NO_LUNG_MASK_HELP, ScanJob,
                                       add_coco_options, check_coco_options, coco_jobs,
-                                      export_scan, write_coco)
+                                      export_scan, read_excluded, write_coco)
 from data_prep.luna16_to_patches import (PatchScanJob, add_patch_options, check_patch_options,
                                          collect_scan_patches, patch_jobs, start_patch_output,
                                          write_patches)
@@ -75,7 +75,8 @@ def prepare(args: argparse.Namespace, coco_summary: RunSummary,
     args.coco_out.mkdir(parents=True, exist_ok=True)
     write_splits_csv(args.coco_out / 'splits.csv', splits)
     start_patch_output(args.patches_out, args.lung_mask_mode, splits)
-    coco_all = coco_jobs(args, inputs, splits, args.coco_out)
+    coco_all = coco_jobs(args, inputs, splits, args.coco_out,
+                         read_excluded(args.excluded, coco_summary))
     patch_all = patch_jobs(args, inputs, splits, args.patches_out)
     coco_records, coco_todo = resume_scans(coco_all, args.overwrite, coco_summary)
     patch_records, patch_todo = resume_scans(patch_all, args.overwrite, patch_summary)

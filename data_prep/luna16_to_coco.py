@@ -7,7 +7,12 @@ For every nodule of ``annotations.csv`` (world mm centre + diameter):
 2. the 3 slices nearest its centre are exported (each slice once per scan), and on each
    exported slice every nodule whose sphere cuts it is annotated with the sphere's
    cross-section (radius ``sqrt(r^2 - dz^2)`` mm, a pixel inside when its centre is);
-   cross-sections under ``--min-area`` pixels are dropped and counted;
+   cross-sections under ``--min-area`` pixels are dropped and counted. With
+   ``--excluded annotations_excluded.csv``, the excluded findings that cut an exported
+   slice are written there too, as ``iscrowd: 1`` regions: COCO's ignore regions, so
+   that pycocotools counts a detection of one as neither a true nor a false positive,
+   as LUNA16's FROC does (a finding with diameter -1 gets 10 mm, the official
+   script's rule). mmdet trains on them as background, as without the option;
 3. the lungs are segmented (:class:`projects.lung_nodule.ct.LungMask`) and, in the
    ``--lung-mask-mode blank`` (the paper's), pixels outside them set to 0; ``filter``
    keeps the whole slice (``--no-lung-mask`` is the old name of ``filter``). The mode is
@@ -25,7 +30,8 @@ Outputs (``data_root`` of the Mask R-CNN configs)::
 
 COCO image entries also carry ``seriesuid``, ``z_index``, ``spacing_xyz``,
 ``origin_xyz`` and ``direction``; annotations carry ``nodule_id`` (the same on the
-slices of one nodule) and ``diameter_mm``; masks are compressed RLE.
+slices of one nodule) and ``diameter_mm``, excluded findings' ``excluded_line`` (their
+line in the CSV) instead of ``nodule_id``; masks are compressed RLE.
 
 Runs are resumable: each finished scan leaves ``OUT/.scans/<seriesuid>.json`` (written
 last, atomically); a re-run skips scans whose record matches the inputs and options,
@@ -61,13 +67,14 @@ from data_prep.common import (SPLITS, LunaInputs, RunSummary, ScanJobBase, ScanS
                               atomic_write_bytes, atomic_write_json, encode_png, load_inputs,
                               process_scans, resolve_lung_mask_mode, run_cli, splits_for_inputs,
                               write_splits_csv)
-from projects.lung_nodule.ct import (ScanReadError, locate_nodules, nodule_masks_on_slice,
-                                     select_nodule_slices, slice_to_uint8)
+from projects.lung_nodule.ct import (NoduleAnnotation, ScanReadError, locate_nodules,
+                                     nodule_masks_on_slice, select_nodule_slices, slice_to_uint8)
 from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE
+from projects.lung_nodule.evaluation.luna16_inputs import read_findings
 
 __all__ = ['CATEGORIES', 'CocoOptions', 'ScanJob', 'add_coco_options', 'assemble_coco',
            'check_coco_options', 'coco_jobs', 'convert', 'export_scan', 'main',
-           'mask_to_annotation', 'parse_args', 'write_coco']
+           'mask_to_annotation', 'parse_args', 'read_excluded', 'write_coco']
 
 logger = logging.getLogger('data_prep')
 CATEGORIES = [{'id': 1, 'name': 'nodule'}]
@@ -95,11 +102,16 @@ class ScanJob(ScanJobBase):
 
     split: str
     options: CocoOptions
+    excluded: tuple[NoduleAnnotation, ...] = ()  # written as ignore (crowd) regions
 
     def fingerprint(self) -> str:
         """Hash of everything the scan's output depends on."""
+        # the excluded findings only when there are some: exports made before the
+        # option existed stay valid
+        extra = ({'excluded': [(n.coord_xyz, n.diameter_mm) for n in self.excluded]}
+                 if self.excluded else {})
         return self.input_fingerprint(version=RECORD_VERSION, split=self.split,
-                                      options=asdict(self.options))
+                                      options=asdict(self.options), **extra)
 
     def outputs_exist(self, record: dict[str, Any]) -> bool:
         """Whether every PNG of a finished scan's record is still there."""
@@ -148,6 +160,9 @@ def export_scan(job: ScanJob, source: ScanSource | None = None) -> dict[str, Any
         scan = source.scan
         geometry = scan.geometry
         located, problems = locate_nodules(geometry, job.nodules, job.mhd_path)
+        located_excluded, excluded_problems = locate_nodules(
+            geometry, job.excluded, job.mhd_path, source='annotations_excluded')
+        problems += excluded_problems
         num_slices = geometry.shape_zyx[0]
         slices = select_nodule_slices(located, num_slices, job.options.slices_per_nodule)
         blank = job.options.lung_mask_mode == 'blank'
@@ -155,7 +170,7 @@ def export_scan(job: ScanJob, source: ScanSource | None = None) -> dict[str, Any
         counts = {'nodules': len(job.nodules), 'nodules_located': len(located),
                   'nodules_outside_volume': len(job.nodules) - len(located),
                   'cross_sections_too_small': 0, 'slices_without_annotation': 0,
-                  'nodule_pixels': 0, 'nodule_pixels_in_lung': 0}
+                  'nodule_pixels': 0, 'nodule_pixels_in_lung': 0, 'excluded_regions': 0}
         annotated_nodules: set[str] = set()
         images = []
         for z in slices:
@@ -176,6 +191,12 @@ def export_scan(job: ScanJob, source: ScanSource | None = None) -> dict[str, Any
             if not annotations:
                 counts['slices_without_annotation'] += 1
                 continue
+            for finding, mask in nodule_masks_on_slice(located_excluded, z, geometry):
+                if mask.sum() >= job.options.min_area:
+                    counts['excluded_regions'] += 1
+                    annotations.append({**mask_to_annotation(mask), 'category_id': 1,
+                                        'iscrowd': 1, 'excluded_line': finding.annotation.line,
+                                        'diameter_mm': finding.annotation.diameter_mm})
             image = slice_to_uint8(scan, z, lungs, mode=job.options.lung_mask_mode)
             name = f'{job.seriesuid}_z{z:04d}.png'
             path = job.out_dir / 'images' / job.split / name
@@ -192,7 +213,8 @@ def export_scan(job: ScanJob, source: ScanSource | None = None) -> dict[str, Any
                                 f'its {job.options.slices_per_nodule} slices')
         counts['nodules_without_annotation'] = len(located) - len(annotated_nodules)
         counts['slices'] = len(images)
-        counts['annotations'] = sum(len(im['annotations']) for im in images)
+        counts['annotations'] = sum(not ann['iscrowd'] for im in images
+                                    for ann in im['annotations'])
         record = {'fingerprint': job.fingerprint(), 'seriesuid': job.seriesuid,
                   'split': job.split, 'images': images, 'counts': counts, 'problems': problems}
         atomic_write_json(job.record_path, record)
@@ -241,13 +263,37 @@ def _remove_stale_pngs(out_dir: Path, kept: set[tuple[str, str]]) -> int:
     return removed
 
 
+def read_excluded(path: Path | None, summary: RunSummary) -> dict[str, list[NoduleAnnotation]]:
+    """``annotations_excluded.csv`` by scan (empty without ``--excluded``).
+
+    Read as LUNA16's scoring reads it (:func:`read_findings`: a diameter of -1 means 10 mm);
+    every row left out or changed is reported with its file and line.
+    """
+    if path is None:
+        return {}
+    findings, problems = read_findings(path, excluded=True)
+    for problem in problems:
+        summary.warn(f'excluded finding: {problem}')
+    by_scan: dict[str, list[NoduleAnnotation]] = {}
+    for finding in findings:
+        rows = by_scan.setdefault(finding.seriesuid, [])
+        rows.append(NoduleAnnotation(finding.seriesuid, finding.coord_xyz, finding.diameter_mm,
+                                     finding.line, len(rows)))
+    summary.counts['excluded_rows'] = len(findings)
+    return by_scan
+
+
 def coco_jobs(args: argparse.Namespace, inputs: LunaInputs, splits: dict[str, str],
-              out_dir: Path) -> list[ScanJob]:
-    """One job per scan with a split (options from :func:`add_coco_options`' arguments)."""
+              out_dir: Path, excluded: dict[str, list[NoduleAnnotation]] | None = None
+              ) -> list[ScanJob]:
+    """One job per scan with a split (options from :func:`add_coco_options`' arguments;
+    ``excluded`` from :func:`read_excluded`)."""
     options = CocoOptions(slices_per_nodule=args.slices_per_nodule, min_area=args.min_area,
                           lung_mask_mode=args.lung_mask_mode)
+    excluded = excluded or {}
     return [ScanJob(seriesuid=uid, mhd_path=inputs.scans[uid], nodules=tuple(inputs.nodules[uid]),
-                    out_dir=out_dir, split=splits[uid], options=options) for uid in sorted(splits)]
+                    out_dir=out_dir, split=splits[uid], options=options,
+                    excluded=tuple(excluded.get(uid, ()))) for uid in sorted(splits)]
 
 
 def write_coco(records: dict[str, dict], splits: dict[str, str], out_dir: Path,
@@ -261,7 +307,8 @@ def write_coco(records: dict[str, dict], splits: dict[str, str], out_dir: Path,
         atomic_write_json(out_dir / 'annotations' / f'instances_{split}.json', coco)
         kept.update((split, im['file_name']) for im in coco['images'])
         summary.counts[f'images_{split}'] = len(coco['images'])
-        summary.counts[f'annotations_{split}'] = len(coco['annotations'])
+        summary.counts[f'annotations_{split}'] = sum(not a['iscrowd'] for a in coco['annotations'])
+        summary.counts[f'excluded_regions_{split}'] = sum(a['iscrowd'] for a in coco['annotations'])
         summary.counts[f'scans_{split}'] = sum(1 for s in splits.values() if s == split)
     summary.counts['stale_pngs_removed'] = _remove_stale_pngs(out_dir, kept)
     if lung_mask_mode == 'blank' and summary.counts['nodule_pixels']:
@@ -279,7 +326,7 @@ def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
     splits = splits_for_inputs(inputs, args, summary)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_splits_csv(out_dir / 'splits.csv', splits)
-    jobs = coco_jobs(args, inputs, splits, out_dir)
+    jobs = coco_jobs(args, inputs, splits, out_dir, read_excluded(args.excluded, summary))
     records = process_scans(jobs, export_scan, args, summary, desc='scans -> COCO slices')
     write_coco(records, splits, out_dir, args.lung_mask_mode, summary)
     return bool(records)
@@ -291,6 +338,11 @@ def add_coco_options(parser: argparse.ArgumentParser) -> None:
                         help='drop cross-sections smaller than this many pixels')
     parser.add_argument('--slices-per-nodule', type=int, default=CocoOptions.slices_per_nodule,
                         help='slices exported around each nodule centre')
+    parser.add_argument('--excluded', type=Path, default=None,
+                        help="LUNA16's annotations_excluded.csv: its findings on the exported "
+                             'slices become iscrowd=1 (ignore) regions, so that COCO AP counts '
+                             'a detection of one as neither a true nor a false positive, as '
+                             "LUNA16's FROC does; a diameter of -1 is taken as 10 mm")
 
 
 def check_coco_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -1,4 +1,6 @@
 """Rotation/translation as configured: masks move with the nodule, boxes are re-fitted."""
+import copy
+
 import numpy as np
 import pytest
 from mmengine.config import Config
@@ -128,3 +130,33 @@ def test_config_train_pipeline_on_the_tiny_set(repo_root, tiny_coco_root):
         for mask, (x1, y1, x2, y2) in zip(masks, boxes):
             ys, xs = np.nonzero(mask)
             assert (x1, y1, x2, y2) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+def test_demo_crop_never_holds_only_an_ignore_region(repo_root):
+    """The demo's crops must each hold a nodule: an excluded finding's ignore region
+    (iscrowd) is dropped before RandomCrop, which would count it as an object, and so
+    it never reaches CopyPaste either."""
+    cfg = Config.fromfile(str(repo_root / 'configs/lung/demo/mask_rcnn_r18_fpn_staged_demo.py'))
+    load = [dict(step) for step in cfg.train_dataloader.dataset.dataset.pipeline]
+    types = [step['type'] for step in load]
+    assert types.index('DropIgnoredInstances') < types.index('RandomCrop')
+    assert types[2] == 'Resize'  # tools/run_demo.py sets its scale by index
+    sample = ct_like_sample(y0=10, x0=10, side=12)  # the nodule, top left
+    mass = np.zeros((1, SIZE, SIZE), np.uint8)
+    mass[0, 80:120, 80:120] = 1  # an excluded mass, bottom right
+    sample['gt_masks'] = BitmapMasks(np.concatenate([sample['gt_masks'].masks, mass]),
+                                     SIZE, SIZE)
+    sample['gt_bboxes'] = HorizontalBoxes(np.array([[10, 10, 22, 22], [80, 80, 120, 120]],
+                                                   np.float32))
+    sample['gt_bboxes_labels'] = np.array([0, 0])
+    sample['gt_ignore_flags'] = np.array([False, True])
+    crop = dict(type='RandomCrop', crop_size=(40, 40), allow_negative_crop=False)
+    # a crop of the bottom-right corner: only the mass is in it
+    with_mass = TRANSFORMS.build(crop)
+    with_mass._rand_offset = lambda margin: (80, 80)
+    # mmdet's RandomCrop takes the mass for an object
+    assert with_mass(copy.deepcopy(sample)) is not None
+    dropped = build(dict(type='DropIgnoredInstances'))(sample)
+    assert dropped['gt_ignore_flags'].tolist() == [False] and len(dropped['gt_masks']) == 1
+    assert dropped['gt_bboxes'].tensor.tolist() == [[10, 10, 22, 22]]
+    assert with_mass(dropped) is None  # drawn again, as a crop without a nodule is

@@ -258,3 +258,56 @@ def test_mmdet_coco_dataset_loads_masks_and_boxes(mixed):
                 x, y, w, h = ann['bbox']
                 np.testing.assert_allclose(box, [x, y, x + w, y + h])
             assert (item['gt_bboxes_labels'] == 0).all()
+
+
+def test_excluded_findings_become_ignore_regions(mixed, tmp_path):
+    """``--excluded``: LUNA16's excluded findings on the exported slices are written as
+    ``iscrowd`` regions (diameter -1 -> 10 mm, the official script's rule); the nodules'
+    annotations and the slices stay as without the option; a bad row is named."""
+    from mmdet.datasets import CocoDataset
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    root, out = mixed
+    nodules = read_annotations_csv(root / 'annotations.csv')
+    uid, [(centre, _), *_] = next((u, n) for u, n in sorted(nodules.items()) if n)
+    beside = (centre[0] + 3.0, centre[1], centre[2])  # on the nodule's slices
+    excluded = tmp_path / 'annotations_excluded.csv'
+    excluded.write_text('seriesuid,coordX,coordY,coordZ,diameter_mm\n'
+                        f'{uid},{beside[0]},{beside[1]},{beside[2]},-1\n'
+                        f'{uid},nan,0,0,5\n')
+    out2 = tmp_path / 'coco'
+    assert _convert(root, out2, '--excluded', str(excluded)) == 0
+    summary = json.loads((out2 / 'summary.json').read_text())
+    assert summary['counts']['excluded_rows'] == 1
+    assert any('line 3' in w and 'coordinates' in w for w in summary['problems'])
+    regions = expected_regions = 0
+    for split in SPLITS:
+        before, after = _load(out, split), _load(out2, split)
+        assert after['images'] == before['images']
+        nodule_anns = [a for a in after['annotations'] if not a['iscrowd']]
+        assert [{k: v for k, v in a.items() if k != 'id'} for a in nodule_anns] == \
+            [{k: v for k, v in a.items() if k != 'id'} for a in before['annotations']]
+        images = {im['id']: im for im in after['images']}
+        expected_regions += sum(
+            sphere_mask_from_world(im, im['height'], im['width'], beside, 10.0).sum() >= 5
+            for im in after['images'] if im['seriesuid'] == uid)
+        for ann in after['annotations']:
+            if not ann['iscrowd']:
+                continue
+            regions += 1
+            image = images[ann['image_id']]
+            assert image['seriesuid'] == uid and ann['excluded_line'] == 2
+            assert ann['diameter_mm'] == 10.0 and 'nodule_id' not in ann
+            expected = sphere_mask_from_world(image, image['height'], image['width'], beside, 10.0)
+            assert iou(mask_utils.decode(ann['segmentation']).astype(bool), expected) >= 0.9
+        if any(a['iscrowd'] for a in after['annotations']):
+            # mmdet reads a crowd region as an ignored instance
+            dataset = CocoDataset(
+                data_root=str(out2), ann_file=f'annotations/instances_{split}.json',
+                data_prefix=dict(img=f'images/{split}/'), metainfo=dict(classes=('nodule',)),
+                pipeline=[])
+            flags = [inst['ignore_flag'] for i in range(len(dataset))
+                     for inst in dataset.get_data_info(i)['instances']]
+            assert sum(flags) == sum(a['iscrowd'] for a in after['annotations'])
+    assert regions == expected_regions >= 1  # every exported slice the finding cuts
+    assert summary['counts']['excluded_regions'] == regions

@@ -120,3 +120,43 @@ def test_missing_gt_masks_is_explained():
     ds.pred_instances = InstanceData(scores=torch.zeros(0), labels=torch.zeros(0).long())
     with pytest.raises(KeyError, match='with_mask=True'):
         MatterportMaskAP().process({}, [ds.to_dict()])
+
+
+def _packed(gts, ignored, preds) -> dict:
+    """A sample as mmdet's test pipeline packs it: crowd masks (ignore flag 1) go to
+    ``ignored_instances``; preds: (mask, score)."""
+    from mmdet.datasets.transforms import PackDetInputs
+    from mmdet.structures.bbox import HorizontalBoxes
+    masks = np.array([*gts, *ignored], dtype=np.uint8).reshape(-1, SIZE, SIZE)
+    packed = PackDetInputs(meta_keys=('img_id', 'ori_shape'))(dict(
+        img=np.zeros((SIZE, SIZE, 3), np.uint8), img_id=0, ori_shape=(SIZE, SIZE),
+        gt_masks=BitmapMasks(masks, SIZE, SIZE),
+        gt_bboxes=HorizontalBoxes(torch.zeros(len(masks), 4)),
+        gt_bboxes_labels=np.zeros(len(masks), dtype=np.int64),
+        gt_ignore_flags=np.array([False] * len(gts) + [True] * len(ignored))))
+    ds = packed['data_samples']
+    ds.pred_instances = InstanceData(
+        masks=torch.from_numpy(np.array([m for m, _ in preds]).reshape(-1, SIZE, SIZE)),
+        scores=torch.tensor([s for _, s in preds], dtype=torch.float32),
+        labels=torch.zeros(len(preds), dtype=torch.long))
+    return ds.to_dict()
+
+
+def test_predictions_on_ignore_regions_are_left_out():
+    """An excluded finding (``iscrowd``): a detection on it is neither TP nor FP, as in
+    COCO and LUNA16; a detection of a nodule is a TP even inside such a region."""
+    region = box_mask(30, 30, 20, 20)
+    on_region, nodule_in_region = box_mask(32, 32, 12, 12), box_mask(35, 35)
+    # ranked first, the detection on the region would halve the AP: [FP, TP] -> 0.5
+    image = _packed([A], [region], [(on_region, 0.95), (A, 0.9)])
+    assert evaluate(MatterportMaskAP(), [image])['matterport/mask_mAP_50'] == pytest.approx(1.0)
+    plain = sample([A], [(on_region, 0.95), (A, 0.9)])
+    assert evaluate(MatterportMaskAP(), [plain])['matterport/mask_mAP_50'] == pytest.approx(0.5)
+    # a nodule inside the region is still found by its detection
+    inside = _packed([nodule_in_region], [region], [(nodule_in_region, 0.9)])
+    assert evaluate(MatterportMaskAP(), [inside])['matterport/mask_mAP_50'] == pytest.approx(1.0)
+    # an image with only the region: its detection is not an empty-image false positive
+    empty = _packed([], [region], [(on_region, 0.95), (box_mask(0, 0), 0.9)])
+    assert evaluate(MatterportMaskAP(), [image, empty])['matterport/fp_per_empty_image'] == 1
+    # Dice is over nodules only
+    assert evaluate(NoduleDiceMetric(), [image])['nodule/num_nodules'] == 1

@@ -66,6 +66,27 @@ def test_false_positives_match_one_to_one_by_score(tmp_path):
         count_false_positives(tmp_path / 'coco.json', tmp_path / 'pred.pkl')
 
 
+
+def test_false_positives_ignore_detections_on_excluded_findings(tmp_path):
+    """A detection inside an ``iscrowd`` region (an excluded finding) is not a false
+    positive and no ground truth; a nodule inside that region is still one."""
+    region = _square(14, 14, size=12)
+    coco = {'images': [{'id': 1, 'height': 32, 'width': 32}],
+            'annotations': [{'id': 1, 'image_id': 1, 'segmentation': _rle(_square(2, 2))},
+                            {'id': 2, 'image_id': 1, 'segmentation': _rle(region), 'iscrowd': 1},
+                            {'id': 3, 'image_id': 1, 'segmentation': _rle(_square(20, 20))}]}
+    (tmp_path / 'coco.json').write_text(json.dumps(coco))
+    enc = lambda m: mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))  # noqa: E731
+    # on the region (ignored), on nothing (FP), the nodule inside the region (TP)
+    preds = [{'img_id': 1, 'pred_instances': {
+        'scores': np.array([0.9, 0.8, 0.7]),
+        'masks': [enc(_square(15, 15)), enc(_square(2, 24)), enc(_square(20, 20))]}}]
+    with open(tmp_path / 'pred.pkl', 'wb') as handle:
+        pickle.dump(preds, handle)
+    counts = count_false_positives(tmp_path / 'coco.json', tmp_path / 'pred.pkl')
+    assert (counts.ground_truth, counts.detections, counts.true_positives,
+            counts.false_positives) == (2, 2, 1, 1)
+
 def test_replace_section_keeps_the_rest(tmp_path):
     path = tmp_path / 'R.md'
     path.write_text('# Results\n\nother section\n')

@@ -489,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # tools with half the workers
     lane_workers = max(1, args.workers // 2)
 
+    # LUNA16's excluded findings: ignore regions on the COCO slices, ignored hits in the FROC
+    excluded_args = ['--excluded', excluded] if excluded.exists() or synthetic else []
     steps: list[Step] = []
     if synthetic:
         preset = ['--preset', args.preset] if args.preset else []
@@ -499,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     steps += [
         Step('coco', 'LUNA16 -> COCO slices (split by scan)', _py(
             'data_prep/luna16_to_coco.py', '--luna-root', luna, '--annotations', annotations,
-            '--out', coco, *split_args, '--workers', args.workers),
+            *excluded_args, '--out', coco, *split_args, '--workers', args.workers),
             [coco / 'annotations/instances_test.json', splits_csv]),
         Step('patches', 'LUNA16 -> 50x50 patches (same split)', _py(
             'data_prep/luna16_to_patches.py', '--luna-root', luna, '--annotations', annotations,
@@ -537,7 +539,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     fpr_ckpt = fpr_dir / f'epoch_{args.fpr_epochs}.pth'
     fpr_config_used = fpr_dir / Path(FPR_CONFIG).name
     rescored = infer_dir / 'candidates_rescored.csv'
-    excluded_args = ['--excluded', excluded] if excluded.exists() or synthetic else []
     steps += [
         Step('infer_train', 'false-positive reduction: inference on a few training scans',
              infer_command(lane_workers, det_config_used, det_ckpt, luna, '--splits', fpr_splits,

@@ -63,10 +63,14 @@ model = dict(
 image_size = (256, 256)
 crop_size = (160, 160)
 geometric_fill = dict(img_border_value=0, mask_border_value=0)
+# DropIgnoredInstances: the excluded findings' ignore regions (iscrowd) only matter for
+# scoring; RandomCrop would count one as the nodule a crop must hold, CopyPaste would
+# paste it. Tools index the pipeline: Resize stays at index 2 (see below).
 load_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='DropIgnoredInstances'),
     dict(type='RandomCrop', crop_size=crop_size, allow_negative_crop=False),
     dict(type='Rotate', prob=0.5, min_mag=0.0, max_mag=15.0, **geometric_fill),
     dict(type='TranslateX', prob=0.5, min_mag=0.0, max_mag=0.1, **geometric_fill),

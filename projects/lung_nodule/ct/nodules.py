@@ -24,8 +24,12 @@ class LocatedNodule:
 
 
 def locate_nodules(geometry: ScanGeometry, nodules: Sequence[NoduleAnnotation],
-                   scan_path: Path) -> tuple[list[LocatedNodule], list[str]]:
-    """World centres -> voxel indices (origin, spacing, direction); outside ones reported."""
+                   scan_path: Path, source: str = 'annotations'
+                   ) -> tuple[list[LocatedNodule], list[str]]:
+    """World centres -> voxel indices (origin, spacing, direction); outside ones reported.
+
+    ``source`` names the CSV in the reports (``annotations`` or ``annotations_excluded``).
+    """
     located: list[LocatedNodule] = []
     problems: list[str] = []
     if not nodules:
@@ -36,7 +40,7 @@ def locate_nodules(geometry: ScanGeometry, nodules: Sequence[NoduleAnnotation],
             located.append(LocatedNodule(nodule, tuple(float(v) for v in index)))
         else:
             problems.append(
-                f'annotations line {nodule.line}: nodule centre {nodule.coord_xyz} mm of '
+                f'{source} line {nodule.line}: nodule centre {nodule.coord_xyz} mm of '
                 f'{nodule.seriesuid} maps to voxel (x, y, z) = '
                 f'({index[0]:.1f}, {index[1]:.1f}, {index[2]:.1f}), outside {scan_path.name} '
                 f'of size {geometry.size_xyz}; nodule left out')

@@ -154,6 +154,8 @@ def pick_overlay_nodules(coco_json: Path, images_dir: Path, predictions_pkl: Pat
     # the central slice of each nodule: the one with its largest cross-section
     central: dict[str, dict] = {}
     for ann in coco['annotations']:
+        if ann.get('iscrowd'):  # an excluded finding's ignore region, not a nodule
+            continue
         key = f"{images[ann['image_id']]['seriesuid']}:{ann['nodule_id']}"
         if key not in central or ann['area'] > central[key]['area']:
             central[key] = ann

@@ -4,7 +4,10 @@ COCO AP and Matterport mAP rank detections by score and never say how many wrong
 reader would see at the operating point. This count does, per slice of a COCO split: a
 detection at ``score >= score_thr`` is a true positive when it is matched one-to-one (in
 order of score, greedily, as COCO matches) to a ground-truth nodule mask of its slice at
-mask IoU >= ``iou_thr`` (0.5, the AP50 criterion); every other one is a false positive.
+mask IoU >= ``iou_thr`` (0.5, the AP50 criterion); one that is not, but lies on an
+ignore region (``iscrowd`` 1: an excluded finding, see ``data_prep/luna16_to_coco.py``
+``--excluded``) by at least ``iou_thr`` of its area, is ignored, as COCO and LUNA16 ignore
+it; every other one is a false positive.
 The default operating point, 0.5, is ``tools/infer_scan.py``'s ``--score-thr``.
 
 The same count at ``score_thr=0`` says how many nodule cross-sections the detector finds
@@ -104,12 +107,13 @@ def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: flo
     coco = json.loads(Path(coco_json).read_text())
     images = {im['id']: im for im in coco['images']}
     gt: dict[int, list[dict]] = {i: [] for i in images}
+    ignore: dict[int, list[dict]] = {i: [] for i in images}
     for ann in coco['annotations']:
         seg = ann['segmentation']
         image = images[ann['image_id']]
         if isinstance(seg, list):  # polygons
             seg = mask_utils.merge(mask_utils.frPyObjects(seg, image['height'], image['width']))
-        gt[ann['image_id']].append(_rle(seg))
+        (ignore if ann.get('iscrowd') else gt)[ann['image_id']].append(_rle(seg))
     with open(predictions_pkl, 'rb') as handle:
         predictions = pickle.load(handle)
     seen: set[int] = set()
@@ -128,19 +132,26 @@ def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: flo
                              f'(dump with tools/test.py --eval segm --out)')
         scores = _numpy(inst['scores']).astype(float)
         order = [i for i in np.argsort(-scores, kind='stable') if scores[i] >= score_thr]
-        detections += len(order)
-        truths = gt[img_id]
-        if not order or not truths:
+        truths, regions = gt[img_id], ignore[img_id]
+        if not order:
             continue
         masks = [_rle(inst['masks'][i]) for i in order]
-        ious = np.asarray(mask_utils.iou(masks, truths, [0] * len(truths)), dtype=float)
+        # pycocotools' crowd IoU is the detection's fraction inside the region
+        on_ignore = (np.asarray(mask_utils.iou(masks, regions, [1] * len(regions)),
+                                dtype=float).reshape(len(masks), -1).max(axis=1) >= iou_thr
+                     if regions else np.zeros(len(masks), bool))
+        ious = (np.asarray(mask_utils.iou(masks, truths, [0] * len(truths)), dtype=float)
+                .reshape(len(masks), len(truths)) if truths else np.zeros((len(masks), 0)))
         taken = found[img_id]
-        for row in ious.reshape(len(masks), len(truths)):
+        for row, ignored in zip(ious, on_ignore):
             row = np.where(taken, -1.0, row)
-            best = int(np.argmax(row))
-            if row[best] >= iou_thr:
+            best = int(np.argmax(row)) if len(row) else -1
+            if best >= 0 and row[best] >= iou_thr:
                 taken[best] = True
                 true_positives += 1
+                detections += 1
+            elif not ignored:
+                detections += 1
     missing = sorted(set(images) - seen)
     if missing:
         raise ValueError(f'{predictions_pkl}: no prediction for {len(missing)} image(s) of '

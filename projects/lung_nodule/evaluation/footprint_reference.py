@@ -75,7 +75,7 @@ def footprint_reference(coco_json: str | Path, labels_dir: str | Path) -> Footpr
             rle['counts'] = rle['counts'].decode()
             detections.append(dict(image_id=image['id'], category_id=1, segmentation=rle,
                                    score=1.0))
-    masks = len(gt.dataset['annotations'])
+    masks = sum(not ann.get('iscrowd') for ann in gt.dataset['annotations'])
     if not detections or not masks:
         return FootprintReference(float('nan'), float('nan'), len(detections), masks)
     with contextlib.redirect_stdout(io.StringIO()):

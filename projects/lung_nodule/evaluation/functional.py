@@ -131,7 +131,9 @@ def sample_masks(data_sample: dict, score_thr: float = 0.0) -> dict:
 
     Returns:
         dict: ``gt_masks``, ``gt_labels``, ``pred_masks``, ``pred_labels``,
-        ``pred_scores`` as numpy arrays.
+        ``pred_scores``, ``ignore_masks`` (``ignored_instances``: the ``iscrowd``
+        regions of excluded findings; none when the sample has no such field) as numpy
+        arrays.
     """
     if 'gt_instances' not in data_sample or 'masks' not in data_sample['gt_instances']:
         raise KeyError('the nodule metrics need gt_instances.masks: keep '
@@ -144,9 +146,31 @@ def sample_masks(data_sample: dict, score_thr: float = 0.0) -> dict:
     keep = scores >= score_thr
     pred_masks = to_bool_masks(pred['masks'], shape)[keep] if 'masks' in pred else \
         np.zeros((0, *shape), dtype=bool)
+    ignored = data_sample.get('ignored_instances', {})
     return dict(
         gt_masks=to_bool_masks(gt['masks'], shape),
         gt_labels=gt['labels'].detach().cpu().numpy(),
         pred_masks=pred_masks,
         pred_labels=pred['labels'].detach().cpu().numpy()[keep],
-        pred_scores=scores[keep])
+        pred_scores=scores[keep],
+        ignore_masks=to_bool_masks(ignored['masks'], shape) if 'masks' in ignored else
+        np.zeros((0, *shape), dtype=bool))
+
+
+def on_ignore_regions(pred_masks: np.ndarray, gt_masks: np.ndarray, ignore_masks: np.ndarray,
+                      iou_thr: float = 0.5) -> np.ndarray:
+    """Which predictions COCO would ignore: no ground truth at ``iou_thr``, but at least
+    ``iou_thr`` of their area inside an ignore (``iscrowd``) region.
+
+    Returns:
+        np.ndarray: ``(P,)`` booleans.
+    """
+    if len(pred_masks) == 0 or len(ignore_masks) == 0:
+        return np.zeros(len(pred_masks), dtype=bool)
+    flat_pred = pred_masks.reshape(len(pred_masks), -1).astype(np.float64)
+    inside = flat_pred @ ignore_masks.reshape(len(ignore_masks), -1).astype(np.float64).T
+    area = flat_pred.sum(1)[:, None]
+    fraction = np.divide(inside, area, out=np.zeros_like(inside), where=area > 0).max(axis=1)
+    matched = (mask_iou(pred_masks, gt_masks).max(axis=1) >= iou_thr if len(gt_masks)
+               else np.zeros(len(pred_masks), dtype=bool))
+    return (fraction >= iou_thr) & ~matched

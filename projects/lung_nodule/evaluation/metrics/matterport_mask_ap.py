@@ -6,7 +6,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from mmdet.registry import METRICS
-from ..functional import matterport_mask_ap, sample_masks
+from ..functional import matterport_mask_ap, on_ignore_regions, sample_masks
 
 
 @METRICS.register_module()
@@ -20,6 +20,10 @@ class MatterportMaskAP(BaseMetric):
     score order (one ground truth per prediction; a second detection of a matched
     nodule is a false positive) and its AP is the area under its interpolated
     precision/recall curve.
+
+    A prediction on an ignore region (``iscrowd``: an excluded finding) that matches no
+    nodule is left out, as COCO and LUNA16 leave it out (Matterport has no ignore
+    regions).
 
     Matterport's AP is undefined for an image without ground truth (recall 0/0):
     such images are left out of the mean, and their predictions (false positives)
@@ -61,12 +65,14 @@ class MatterportMaskAP(BaseMetric):
         """
         for data_sample in data_samples:
             sample = sample_masks(data_sample, self.score_thr)
+            keep = ~on_ignore_regions(sample['pred_masks'], sample['gt_masks'],
+                                      sample['ignore_masks'], self.iou_thr)
             if len(sample['gt_masks']) == 0:
-                self.results.append(dict(ap=None, empty_fp=len(sample['pred_masks'])))
+                self.results.append(dict(ap=None, empty_fp=int(keep.sum())))
                 continue
             ap = matterport_mask_ap(sample['gt_masks'], sample['gt_labels'],
-                                    sample['pred_masks'], sample['pred_labels'],
-                                    sample['pred_scores'], self.iou_thr)
+                                    sample['pred_masks'][keep], sample['pred_labels'][keep],
+                                    sample['pred_scores'][keep], self.iou_thr)
             self.results.append(dict(ap=ap, empty_fp=None))
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
