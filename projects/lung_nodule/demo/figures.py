@@ -1,4 +1,5 @@
-"""Figures of the demo's report: the training loss curve and ground truth | prediction overlays.
+"""Figures of the demo's report: the training loss curve, ground truth | prediction overlays,
+and the highest-scoring false positives on the test slices.
 
 Both are read from what the real tools wrote (mmengine's ``vis_data/scalars.json`` of the
 training run; the COCO test annotations and the predictions ``tools/test.py --out`` dumped),
@@ -15,8 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ['LOSS_KEYS', 'Overlay', 'load_loss_log', 'pick_overlay_nodules', 'plot_loss_curve',
-           'plot_overlays']
+__all__ = ['LOSS_KEYS', 'Overlay', 'load_loss_log', 'pick_overlay_nodules',
+           'plot_false_positives', 'plot_loss_curve', 'plot_overlays']
 
 #: mmdet Mask R-CNN loss terms plotted beside the total.
 LOSS_KEYS = ('loss', 'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox', 'loss_mask')
@@ -265,3 +266,60 @@ def plot_overlays(overlays: Sequence[Overlay], out_dir: Path, label: str,
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def plot_false_positives(matches, images_dir: Path, out_png: Path, label: str,
+                         count: int = 12, crop: int = 48, columns: int = 6) -> Path | None:
+    """The ``count`` highest-scoring false positives of a split, side by side.
+
+    What the detector takes for a nodule, in the order AP50 pays for it: each panel is a
+    ``crop``-pixel window around one false positive (upscaled, bilinear), its contour in
+    red with its score, the slice's nodule masks dotted green where the window holds one.
+
+    Args:
+        matches: :class:`~projects.lung_nodule.evaluation.false_positives.SliceMatches`
+            of the split (at the report's operating point).
+        images_dir: the folder of the split's PNGs.
+        out_png: where the figure goes.
+        label: what data it shows (written inside the figure).
+
+    Returns:
+        ``out_png``, or None when the split has no false positive.
+    """
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+    chosen = matches.false_positives()[:count]
+    if not chosen:
+        return None
+    plt = _pyplot()
+    columns = min(columns, len(chosen))
+    rows = -(-len(chosen) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.3 * rows + 0.5),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, det in zip(axes.flat, chosen):
+        entry = matches.images[det.image_id]
+        image = np.asarray(Image.open(Path(images_dir) / entry['file_name']).convert('L'))
+        mask = _decode(det.mask)
+        window = _crop_box(mask, crop)
+        ax.imshow(image[window], cmap='gray', vmin=0, vmax=255, interpolation='bilinear')
+        ax.contour(mask[window], levels=[0.5], colors=['red'], linewidths=1.5)
+        for nodule in matches.nodule_masks[det.image_id]:
+            sub = mask_utils.decode(nodule).astype(bool)[window]
+            if sub.any():
+                ax.contour(sub, levels=[0.5], colors=['lime'], linewidths=1.0,
+                           linestyles='dotted')
+        ax.text(0.03, 0.97, f'{det.score:.2f}', transform=ax.transAxes, color='red',
+                fontsize=10, va='top', bbox=dict(facecolor='black', alpha=0.6, lw=0))
+        ax.text(0.03, 0.03, f'...{entry["seriesuid"][-6:]} z={entry["z_index"]}',
+                transform=ax.transAxes, color='yellow', fontsize=7, va='bottom',
+                bbox=dict(facecolor='black', alpha=0.5, lw=0))
+    fig.suptitle(f'The {len(chosen)} highest-scoring false positives on the test slices '
+                 f'({label}; score >= {matches.score_thr:g}, mask IoU < {matches.iou_thr:g} '
+                 f'with every nodule)\nred: the detection and its score; dotted green: nodule '
+                 f'masks; {crop}x{crop} px windows, upscaled', fontsize=10)
+    fig.tight_layout()
+    _atomic_savefig(fig, out_png, dpi=90)
+    plt.close(fig)
+    return Path(out_png)

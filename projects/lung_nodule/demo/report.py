@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.false_positives import SliceCounts, count_false_positives
+from ..evaluation.false_positives import SliceCounts, SliceMatches, match_detections
 from ..evaluation.footprint_reference import FootprintReference, footprint_reference
-from .figures import pick_overlay_nodules, plot_loss_curve, plot_overlays
+from .figures import (pick_overlay_nodules, plot_false_positives, plot_loss_curve,
+                      plot_overlays)
 
 __all__ = ['DemoRun', 'StepRecord', 'TARGETS', 'headline_figures', 'wall_seconds',
            'write_report']
@@ -178,14 +179,14 @@ def headline_figures(run: DemoRun) -> dict[str, Any]:
     }
 
 
-def slice_recall(run: DemoRun) -> tuple[SliceCounts, SliceCounts] | None:
-    """Test-slice nodule masks matched (mask IoU >= 0.5) at any score and at
-    :data:`REPORTED_SCORE`; None when the predictions were not dumped."""
+def slice_matches(run: DemoRun) -> tuple[SliceMatches, SliceMatches] | None:
+    """Test-slice detections matched to the nodule masks (mask IoU >= 0.5) at any score
+    and at :data:`REPORTED_SCORE`; None when the predictions were not dumped."""
     ann = run.coco_root / 'annotations/instances_test.json'
     if not (run.predictions.exists() and ann.exists()):
         return None
-    return (count_false_positives(ann, run.predictions, score_thr=0.0),
-            count_false_positives(ann, run.predictions, score_thr=REPORTED_SCORE))
+    return (match_detections(ann, run.predictions, score_thr=0.0),
+            match_detections(ann, run.predictions, score_thr=REPORTED_SCORE))
 
 
 def reference_ap50(run: DemoRun) -> FootprintReference | None:
@@ -202,10 +203,12 @@ def reference_ap50(run: DemoRun) -> FootprintReference | None:
 
 
 def _slice_recall_lines(counts: tuple[SliceCounts, SliceCounts] | None,
-                        reference: FootprintReference | None) -> list[str]:
+                        reference: FootprintReference | None, out: Path,
+                        false_positives_png: Path | None, label: str) -> list[str]:
     """Why AP50 is what it is: no ranking lifts it above the recall at any score, the
-    table shows which cross-sections the detector never finds, and the true footprints
-    show what the circle masks leave to any segmenter."""
+    table shows which cross-sections the detector never finds, the true footprints show
+    what the circle masks leave to any segmenter, and the figure what it takes for a
+    nodule."""
     if counts is None:
         return []
     every, shown = counts
@@ -228,6 +231,10 @@ def _slice_recall_lines(counts: tuple[SliceCounts, SliceCounts] | None,
                   f'{_fmt(reference.ap)}) against these masks: the masks are discs drawn from '
                   '`diameter_mm` (the long axis), the nodules are lobulated, spiculated or '
                   'cut off-centre, so no segmenter of what the scan shows scores much more.']
+    if false_positives_png is not None:
+        lines += ['', f'What the detector takes for a nodule, at score >= {shown.score_thr:g}:', '',
+                  _link(out, false_positives_png,
+                        f'highest-scoring false positives on the test slices ({label})')]
     return lines + ['']
 
 
@@ -271,7 +278,11 @@ def write_report(run: DemoRun) -> Path:
                                       run.coco_root / 'images/test', run.predictions, count=6)
         overlays = plot_overlays(chosen, figures, run.data_label)
     label = run.data_label
-    matched = slice_recall(run)
+    matches = slice_matches(run)
+    matched = (matches[0].counts(), matches[1].counts()) if matches else None
+    false_positives_png = (plot_false_positives(matches[1], run.coco_root / 'images/test',
+                                                figures / 'false_positives.png', label)
+                           if matches else None)
     reference = reference_ap50(run)
     ci = fig['cpm_ci95']
     cpm_text = _fmt(fig['cpm']) + (f' (95% CI {_fmt(ci[0])}-{_fmt(ci[1])})' if ci else '')
@@ -303,7 +314,7 @@ def write_report(run: DemoRun) -> Path:
              f'Started {run.started_utc}. Machine: {run.machine}.', '',
              f'Command: `python tools/run_demo.py {" ".join(run.argv)}`', '',
              *headline, '', '## Targets (issue 13)', '', *_target_rows(fig), '',
-             *_slice_recall_lines(matched, reference),
+             *_slice_recall_lines(matched, reference, out, false_positives_png, label),
              '## Steps', '', '| # | step | wall (s) | CPU (s) | ran beside | status | command |',
              '|---|---|---|---|---|---|---|']
     for i, s in enumerate(run.steps, 1):

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ['AREA_BANDS_PX', 'AreaBand', 'SliceCounts', 'count_false_positives']
+__all__ = ['AREA_BANDS_PX', 'AreaBand', 'MatchedDetection', 'SliceCounts', 'SliceMatches',
+           'count_false_positives', 'match_detections']
 
 #: Lower edges of the ground-truth area bands (pixels of the slice), the last band open:
 #: under 20 px is under ~5 px across, where a stride-4 feature map has about one cell for
@@ -86,9 +87,56 @@ def _numpy(value) -> np.ndarray:
     return value.numpy() if hasattr(value, 'numpy') else np.asarray(value)
 
 
-def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: float = 0.5,
-                          iou_thr: float = 0.5) -> SliceCounts:
-    """Count true and false positives of ``predictions_pkl`` on the split of ``coco_json``.
+@dataclass(frozen=True)
+class MatchedDetection:
+    """One detection at the operating point and what the matching made of it."""
+
+    image_id: int
+    score: float
+    mask: dict = field(repr=False)  # RLE
+    outcome: str  # 'true' | 'false' | 'ignored' (on an excluded finding's region)
+
+
+@dataclass(frozen=True)
+class SliceMatches:
+    """Every detection of a split at ``score >= score_thr``, matched to the nodule masks."""
+
+    coco_json: Path
+    images: dict[int, dict]          # COCO image entries by id
+    nodule_masks: dict[int, list]    # RLE per image (``iscrowd`` regions not included)
+    found: dict[int, np.ndarray]     # per image, which of its nodule masks were matched
+    detections: list[MatchedDetection]
+    score_thr: float
+    iou_thr: float
+
+    def counts(self) -> SliceCounts:
+        """The counts of :func:`count_false_positives`."""
+        from pycocotools import mask as mask_utils
+
+        outcomes = [d.outcome for d in self.detections]
+        true_positives, false_positives = outcomes.count('true'), outcomes.count('false')
+        areas = np.concatenate([np.asarray(mask_utils.area(v), dtype=float).reshape(-1)
+                                for v in self.nodule_masks.values() if v] or [np.zeros(0)])
+        found = np.concatenate([self.found[i] for i in self.nodule_masks if self.nodule_masks[i]]
+                               or [np.zeros(0, bool)])
+        bands = []
+        for low, high in zip(AREA_BANDS_PX, (*AREA_BANDS_PX[1:], None)):
+            in_band = (areas >= low) & (areas < (np.inf if high is None else high))
+            bands.append(AreaBand(low, high, int(in_band.sum()), int(found[in_band].sum())))
+        return SliceCounts(slices=len(self.images), ground_truth=len(areas),
+                           detections=true_positives + false_positives,
+                           true_positives=true_positives, false_positives=false_positives,
+                           score_thr=self.score_thr, iou_thr=self.iou_thr, by_area=tuple(bands))
+
+    def false_positives(self) -> list[MatchedDetection]:
+        """The false positives, highest score first."""
+        return sorted((d for d in self.detections if d.outcome == 'false'),
+                      key=lambda d: -d.score)
+
+
+def match_detections(coco_json: Path, predictions_pkl: Path, score_thr: float = 0.5,
+                     iou_thr: float = 0.5) -> SliceMatches:
+    """Match the detections of ``predictions_pkl`` to the nodule masks of ``coco_json``.
 
     Args:
         coco_json: ``instances_<split>.json`` (ground-truth masks as RLE or polygons).
@@ -117,10 +165,8 @@ def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: flo
     with open(predictions_pkl, 'rb') as handle:
         predictions = pickle.load(handle)
     seen: set[int] = set()
-    detections = true_positives = 0
-    areas = {i: np.asarray(mask_utils.area(v), dtype=float).reshape(-1) if v else np.zeros(0)
-             for i, v in gt.items()}
     found = {i: np.zeros(len(v), dtype=bool) for i, v in gt.items()}
+    detections: list[MatchedDetection] = []
     for pred in predictions:
         img_id = int(pred['img_id'])
         if img_id not in images:
@@ -143,26 +189,24 @@ def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: flo
         ious = (np.asarray(mask_utils.iou(masks, truths, [0] * len(truths)), dtype=float)
                 .reshape(len(masks), len(truths)) if truths else np.zeros((len(masks), 0)))
         taken = found[img_id]
-        for row, ignored in zip(ious, on_ignore):
+        for i, mask, row, ignored in zip(order, masks, ious, on_ignore):
             row = np.where(taken, -1.0, row)
             best = int(np.argmax(row)) if len(row) else -1
             if best >= 0 and row[best] >= iou_thr:
                 taken[best] = True
-                true_positives += 1
-                detections += 1
-            elif not ignored:
-                detections += 1
+                outcome = 'true'
+            else:
+                outcome = 'ignored' if ignored else 'false'
+            detections.append(MatchedDetection(img_id, float(scores[i]), mask, outcome))
     missing = sorted(set(images) - seen)
     if missing:
         raise ValueError(f'{predictions_pkl}: no prediction for {len(missing)} image(s) of '
                          f'{coco_json}, e.g. id {missing[0]}')
-    all_areas = np.concatenate([areas[i] for i in images]) if images else np.zeros(0)
-    all_found = np.concatenate([found[i] for i in images]) if images else np.zeros(0, bool)
-    bands = []
-    for low, high in zip(AREA_BANDS_PX, (*AREA_BANDS_PX[1:], None)):
-        in_band = (all_areas >= low) & (all_areas < (np.inf if high is None else high))
-        bands.append(AreaBand(low, high, int(in_band.sum()), int(all_found[in_band].sum())))
-    return SliceCounts(slices=len(images), ground_truth=sum(len(v) for v in gt.values()),
-                       detections=detections, true_positives=true_positives,
-                       false_positives=detections - true_positives, score_thr=score_thr,
-                       iou_thr=iou_thr, by_area=tuple(bands))
+    return SliceMatches(Path(coco_json), images, gt, found, detections, score_thr, iou_thr)
+
+
+def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: float = 0.5,
+                          iou_thr: float = 0.5) -> SliceCounts:
+    """Count true and false positives of ``predictions_pkl`` on the split of ``coco_json``
+    (arguments and errors as :func:`match_detections`)."""
+    return match_detections(coco_json, predictions_pkl, score_thr, iou_thr).counts()
