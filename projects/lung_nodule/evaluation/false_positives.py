@@ -53,7 +53,8 @@ class AreaBand:
 
 @dataclass(frozen=True)
 class SliceCounts:
-    """Detections at the operating point over one COCO split."""
+    """Detections at the operating point over one COCO split (``detections``: true plus
+    false positives; those ignored on an excluded finding are not counted)."""
 
     slices: int
     ground_truth: int
