@@ -43,3 +43,28 @@ def test_false_positives_drawn_highest_score_first(tmp_path):
     none = match_detections(coco_json, tmp_path / 'pred.pkl', score_thr=0.99)
     assert plot_false_positives(none, root / 'images/test', tmp_path / 'none.png', 'x') is None
     assert not (tmp_path / 'none.png').exists()
+
+
+def test_a_higher_operating_point_is_the_prefix_of_the_matching(tmp_path):
+    """``above``: the report's matching at score 0.5 taken from the one at any score, as
+    matching again at 0.5 gives it (a low-score duplicate of a nodule found at 0.5 must not
+    take that nodule's place)."""
+    root = write_tiny_coco(tmp_path / 'coco', num_images=2, size=128)
+    coco_json = root / 'annotations/instances_test.json'
+    coco = json.loads(coco_json.read_text())
+    preds = []
+    for image in coco['images']:
+        first, second = [a for a in coco['annotations'] if a['image_id'] == image['id']]
+        preds.append({'img_id': image['id'], 'pred_instances': {
+            'scores': np.array([0.2, 0.9, 0.4, 0.6]),
+            'masks': [first['segmentation'], first['segmentation'], second['segmentation'],
+                      _square(2, 2)]}})
+    with open(tmp_path / 'pred.pkl', 'wb') as handle:
+        pickle.dump(preds, handle)
+    every = match_detections(coco_json, tmp_path / 'pred.pkl', score_thr=0.0)
+    direct = match_detections(coco_json, tmp_path / 'pred.pkl', score_thr=0.5)
+    assert every.above(0.5).counts() == direct.counts()
+    assert (direct.counts().true_positives, direct.counts().false_positives) == (2, 2)
+    assert (every.counts().true_positives, every.counts().false_positives) == (4, 4)
+    assert [d.outcome for d in every.above(0.5).detections] == \
+        [d.outcome for d in direct.detections]

@@ -8,8 +8,8 @@ so that the CT code and the data converters load without them.
 Importing it registers:
 
 - mmdet ``HOOKS``: ``StagedUnfreezeHook``;
-- mmdet ``TRANSFORMS``: ``BoxesFromMasks``, ``DropIgnoredInstances``; ``DATASETS``: ``LungCocoDataset`` (refuses data
-  exported in another lung-mask mode);
+- mmdet ``TRANSFORMS``: ``BoxesFromMasks``, ``DropIgnoredInstances``; ``DATASETS``:
+  ``LungCocoDataset`` (refuses data exported in another lung-mask mode);
 - mmdet ``METRICS``: ``MatterportMaskAP``, ``NoduleDiceMetric``;
 - mmdet ``VISUALIZERS``: ``NoduleVisualizer``;
 - mmdet ``MODELS``: ``ParallelRoIAlign`` (mmcv's RoIAlign on all CPU cores),

@@ -185,8 +185,8 @@ def slice_matches(run: DemoRun) -> tuple[SliceMatches, SliceMatches] | None:
     ann = run.coco_root / 'annotations/instances_test.json'
     if not (run.predictions.exists() and ann.exists()):
         return None
-    return (match_detections(ann, run.predictions, score_thr=0.0),
-            match_detections(ann, run.predictions, score_thr=REPORTED_SCORE))
+    every = match_detections(ann, run.predictions, score_thr=0.0)
+    return every, every.above(REPORTED_SCORE)
 
 
 def reference_ap50(run: DemoRun) -> FootprintReference | None:
@@ -232,9 +232,10 @@ def _slice_recall_lines(counts: tuple[SliceCounts, SliceCounts] | None,
                   '`diameter_mm` (the long axis), the nodules are lobulated, spiculated or '
                   'cut off-centre, so no segmenter of what the scan shows scores much more.']
     if false_positives_png is not None:
-        lines += ['', f'What the detector takes for a nodule, at score >= {shown.score_thr:g}:', '',
-                  _link(out, false_positives_png,
-                        f'highest-scoring false positives on the test slices ({label})')]
+        link = _link(out, false_positives_png,
+                     f'highest-scoring false positives on the test slices ({label})')
+        lines += ['', f'What the detector takes for a nodule, at score >= {shown.score_thr:g}:',
+                  '', link]
     return lines + ['']
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -96,19 +96,28 @@ class MatchedDetection:
     score: float
     mask: dict = field(repr=False)  # RLE
     outcome: str  # 'true' | 'false' | 'ignored' (on an excluded finding's region)
+    #: index of the matched mask among its image's nodule masks (``outcome == 'true'``)
+    nodule: int | None = None
 
 
 @dataclass(frozen=True)
 class SliceMatches:
     """Every detection of a split at ``score >= score_thr``, matched to the nodule masks."""
 
-    coco_json: Path
     images: dict[int, dict]          # COCO image entries by id
     nodule_masks: dict[int, list]    # RLE per image (``iscrowd`` regions not included)
-    found: dict[int, np.ndarray]     # per image, which of its nodule masks were matched
     detections: list[MatchedDetection]
     score_thr: float
     iou_thr: float
+
+    def above(self, score_thr: float) -> 'SliceMatches':
+        """The same matching at a higher operating point, without matching again: the
+        matching runs in order of score, so the detections at ``score >= score_thr`` were
+        matched before any below it and their outcomes stand."""
+        if score_thr < self.score_thr:
+            raise ValueError(f'score_thr {score_thr} is below the matched {self.score_thr}')
+        return replace(self, detections=[d for d in self.detections if d.score >= score_thr],
+                       score_thr=score_thr)
 
     def counts(self) -> SliceCounts:
         """The counts of :func:`count_false_positives`."""
@@ -116,10 +125,14 @@ class SliceMatches:
 
         outcomes = [d.outcome for d in self.detections]
         true_positives, false_positives = outcomes.count('true'), outcomes.count('false')
-        areas = np.concatenate([np.asarray(mask_utils.area(v), dtype=float).reshape(-1)
-                                for v in self.nodule_masks.values() if v] or [np.zeros(0)])
-        found = np.concatenate([self.found[i] for i in self.nodule_masks if self.nodule_masks[i]]
-                               or [np.zeros(0, bool)])
+        matched = {i: np.zeros(len(v), dtype=bool) for i, v in self.nodule_masks.items()}
+        for d in self.detections:
+            if d.nodule is not None:
+                matched[d.image_id][d.nodule] = True
+        with_masks = [i for i, v in self.nodule_masks.items() if v]
+        areas = np.concatenate([np.asarray(mask_utils.area(self.nodule_masks[i]), dtype=float)
+                                .reshape(-1) for i in with_masks] or [np.zeros(0)])
+        found = np.concatenate([matched[i] for i in with_masks] or [np.zeros(0, bool)])
         bands = []
         for low, high in zip(AREA_BANDS_PX, (*AREA_BANDS_PX[1:], None)):
             in_band = (areas >= low) & (areas < (np.inf if high is None else high))
@@ -195,15 +208,15 @@ def match_detections(coco_json: Path, predictions_pkl: Path, score_thr: float = 
             best = int(np.argmax(row)) if len(row) else -1
             if best >= 0 and row[best] >= iou_thr:
                 taken[best] = True
-                outcome = 'true'
+                detections.append(MatchedDetection(img_id, float(scores[i]), mask, 'true', best))
             else:
-                outcome = 'ignored' if ignored else 'false'
-            detections.append(MatchedDetection(img_id, float(scores[i]), mask, outcome))
+                detections.append(MatchedDetection(img_id, float(scores[i]), mask,
+                                                   'ignored' if ignored else 'false'))
     missing = sorted(set(images) - seen)
     if missing:
         raise ValueError(f'{predictions_pkl}: no prediction for {len(missing)} image(s) of '
                          f'{coco_json}, e.g. id {missing[0]}')
-    return SliceMatches(Path(coco_json), images, gt, found, detections, score_thr, iou_thr)
+    return SliceMatches(images, gt, detections, score_thr, iou_thr)
 
 
 def count_false_positives(coco_json: Path, predictions_pkl: Path, score_thr: float = 0.5,
