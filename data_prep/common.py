@@ -31,13 +31,15 @@ from tqdm import tqdm
 from projects.lung_nodule.ct import (CTScan, LungMask, NoduleAnnotation, ScanReadError, find_scans,
                                      read_annotations, read_scan)
 from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE, LUNG_MASK_MODES
+from projects.lung_nodule.evaluation.luna16_inputs import read_findings
 
 __all__ = [
     'SPLITS', 'LunaInputs', 'ResumableJob', 'RunSummary', 'ScanJobBase', 'ScanSource',
-    'add_input_args', 'add_lung_mask_args', 'add_run_args', 'add_scan_results',
-    'add_split_args', 'assign_splits', 'atomic_write_bytes', 'atomic_write_json',
-    'atomic_write_text', 'cpu_seconds', 'encode_png', 'file_fingerprint', 'fingerprint', 'fold_splits',
-    'load_inputs', 'load_record', 'process_scans', 'read_patient_map', 'read_splits_csv',
+    'add_excluded_arg', 'add_input_args', 'add_lung_mask_args', 'add_run_args',
+    'add_scan_results', 'add_split_args', 'assign_splits', 'atomic_write_bytes',
+    'atomic_write_json', 'atomic_write_text', 'cpu_seconds', 'encode_png', 'file_fingerprint',
+    'fingerprint', 'fold_splits', 'load_inputs', 'load_record', 'process_scans',
+    'read_excluded', 'read_patient_map', 'read_splits_csv',
     'resolve_lung_mask_mode', 'resume_scans', 'run_cli', 'run_jobs', 'scan_subset',
     'setup_logging', 'splits_for_inputs', 'write_splits_csv',
 ]
@@ -104,6 +106,33 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
                              'figures): the scans of subsetK are the test split, the others are '
                              'split into train/val by the TRAIN:VAL ratio of --split and '
                              '--split-seed')
+
+
+def add_excluded_arg(parser: argparse.ArgumentParser, effect: str) -> None:
+    """``--excluded``; ``effect`` says what the tool does with the findings."""
+    parser.add_argument('--excluded', type=Path, default=None,
+                        help="LUNA16's annotations_excluded.csv, the findings its scoring "
+                             f'ignores (a diameter of -1 is taken as 10 mm): {effect}')
+
+
+def read_excluded(path: Path | None, summary: RunSummary) -> dict[str, list[NoduleAnnotation]]:
+    """``annotations_excluded.csv`` by scan (empty without ``--excluded``).
+
+    Read as LUNA16's scoring reads it (:func:`read_findings`: a diameter of -1 means 10 mm);
+    every row left out or changed is reported with its file and line.
+    """
+    if path is None:
+        return {}
+    findings, problems = read_findings(path, excluded=True)
+    for problem in problems:
+        summary.warn(f'excluded finding: {problem}')
+    by_scan: dict[str, list[NoduleAnnotation]] = {}
+    for finding in findings:
+        rows = by_scan.setdefault(finding.seriesuid, [])
+        rows.append(NoduleAnnotation(finding.seriesuid, finding.coord_xyz, finding.diameter_mm,
+                                     finding.line, len(rows)))
+    summary.counts['excluded_rows'] = len(findings)
+    return by_scan
 
 
 def add_lung_mask_args(parser: argparse.ArgumentParser, mode_help: str, no_mask_help: str) -> None:

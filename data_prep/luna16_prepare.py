@@ -33,13 +33,16 @@ from typing import Any, Sequence
 if __package__ in (None, ''):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.common import (RunSummary, ScanSource, add_input_args, add_lung_mask_args,
-                              add_run_args, add_scan_results, add_split_args, atomic_write_json,
-                              cpu_seconds, load_inputs, resolve_lung_mask_mode, resume_scans, run_jobs,
-                              setup_logging, splits_for_inputs, write_splits_csv)
+from data_prep.common import (RunSummary, ScanSource, add_excluded_arg, add_input_args,
+                              add_lung_mask_args, add_run_args, add_scan_results, add_split_args,
+                              atomic_write_json, cpu_seconds, load_inputs, read_excluded,
+                              resolve_lung_mask_mode, resume_scans, run_jobs, setup_logging,
+                              splits_for_inputs, write_splits_csv)
+from data_prep.luna16_to_coco import EXCLUDED_EFFECT as COCO_EXCLUDED_EFFECT
 from data_prep.luna16_to_coco import (LUNG_MASK_MODE_HELP, NO_LUNG_MASK_HELP, ScanJob,
                                       add_coco_options, check_coco_options, coco_jobs,
-                                      export_scan, read_excluded, write_coco)
+                                      export_scan, write_coco)
+from data_prep.luna16_to_patches import EXCLUDED_EFFECT as PATCH_EXCLUDED_EFFECT
 from data_prep.luna16_to_patches import (PatchScanJob, add_patch_options, check_patch_options,
                                          collect_scan_patches, patch_jobs, start_patch_output,
                                          write_patches)
@@ -77,7 +80,8 @@ def prepare(args: argparse.Namespace, coco_summary: RunSummary,
     start_patch_output(args.patches_out, args.lung_mask_mode, splits)
     coco_all = coco_jobs(args, inputs, splits, args.coco_out,
                          read_excluded(args.excluded, coco_summary))
-    patch_all = patch_jobs(args, inputs, splits, args.patches_out)
+    patch_all = patch_jobs(args, inputs, splits, args.patches_out,
+                           read_excluded(args.excluded, patch_summary))
     coco_records, coco_todo = resume_scans(coco_all, args.overwrite, coco_summary)
     patch_records, patch_todo = resume_scans(patch_all, args.overwrite, patch_summary)
     coco_by_uid = {job.seriesuid: job for job in coco_todo}
@@ -113,6 +117,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_split_args(parser)
     add_coco_options(parser)
     add_patch_options(parser)
+    add_excluded_arg(parser, f'{COCO_EXCLUDED_EFFECT}; and {PATCH_EXCLUDED_EFFECT}')
     add_lung_mask_args(parser, LUNG_MASK_MODE_HELP, NO_LUNG_MASK_HELP)
     add_run_args(parser)
     args = parser.parse_args(argv)

@@ -63,21 +63,23 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from data_prep.common import (SPLITS, LunaInputs, RunSummary, ScanJobBase, ScanSource,
-                              add_input_args, add_lung_mask_args, add_run_args, add_split_args,
-                              atomic_write_bytes, atomic_write_json, encode_png, load_inputs,
-                              process_scans, resolve_lung_mask_mode, run_cli, splits_for_inputs,
-                              write_splits_csv)
+                              add_excluded_arg, add_input_args, add_lung_mask_args, add_run_args,
+                              add_split_args, atomic_write_bytes, atomic_write_json, encode_png,
+                              load_inputs, process_scans, read_excluded, resolve_lung_mask_mode,
+                              run_cli, splits_for_inputs, write_splits_csv)
 from projects.lung_nodule.ct import (NoduleAnnotation, ScanReadError, locate_nodules,
                                      nodule_masks_on_slice, select_nodule_slices, slice_to_uint8)
 from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE
-from projects.lung_nodule.evaluation.luna16_inputs import read_findings
 
-__all__ = ['CATEGORIES', 'CocoOptions', 'ScanJob', 'add_coco_options', 'assemble_coco',
-           'check_coco_options', 'coco_jobs', 'convert', 'export_scan', 'main',
-           'mask_to_annotation', 'parse_args', 'read_excluded', 'write_coco']
+__all__ = ['CATEGORIES', 'EXCLUDED_EFFECT', 'CocoOptions', 'ScanJob', 'add_coco_options',
+           'assemble_coco', 'check_coco_options', 'coco_jobs', 'convert', 'export_scan', 'main',
+           'mask_to_annotation', 'parse_args', 'write_coco']
 
 logger = logging.getLogger('data_prep')
 CATEGORIES = [{'id': 1, 'name': 'nodule'}]
+EXCLUDED_EFFECT = ('those that cut an exported slice become iscrowd=1 (ignore) regions, so '
+                   'that COCO AP counts a detection of one as neither a true nor a false '
+                   "positive, as LUNA16's FROC does")
 RECORD_VERSION = 2  # 2: lung mask with per-lung convex hull; lung-mask modes
 _PNG_NAME = re.compile(r'^(?P<uid>.+)_z(?P<z>\d{4,})\.png$')
 LUNG_MASK_MODE_HELP = (f'blank: pixels outside the lung mask set to 0 (the paper); filter: whole '
@@ -263,26 +265,6 @@ def _remove_stale_pngs(out_dir: Path, kept: set[tuple[str, str]]) -> int:
     return removed
 
 
-def read_excluded(path: Path | None, summary: RunSummary) -> dict[str, list[NoduleAnnotation]]:
-    """``annotations_excluded.csv`` by scan (empty without ``--excluded``).
-
-    Read as LUNA16's scoring reads it (:func:`read_findings`: a diameter of -1 means 10 mm);
-    every row left out or changed is reported with its file and line.
-    """
-    if path is None:
-        return {}
-    findings, problems = read_findings(path, excluded=True)
-    for problem in problems:
-        summary.warn(f'excluded finding: {problem}')
-    by_scan: dict[str, list[NoduleAnnotation]] = {}
-    for finding in findings:
-        rows = by_scan.setdefault(finding.seriesuid, [])
-        rows.append(NoduleAnnotation(finding.seriesuid, finding.coord_xyz, finding.diameter_mm,
-                                     finding.line, len(rows)))
-    summary.counts['excluded_rows'] = len(findings)
-    return by_scan
-
-
 def coco_jobs(args: argparse.Namespace, inputs: LunaInputs, splits: dict[str, str],
               out_dir: Path, excluded: dict[str, list[NoduleAnnotation]] | None = None
               ) -> list[ScanJob]:
@@ -338,11 +320,6 @@ def add_coco_options(parser: argparse.ArgumentParser) -> None:
                         help='drop cross-sections smaller than this many pixels')
     parser.add_argument('--slices-per-nodule', type=int, default=CocoOptions.slices_per_nodule,
                         help='slices exported around each nodule centre')
-    parser.add_argument('--excluded', type=Path, default=None,
-                        help="LUNA16's annotations_excluded.csv: its findings on the exported "
-                             'slices become iscrowd=1 (ignore) regions, so that COCO AP counts '
-                             'a detection of one as neither a true nor a false positive, as '
-                             "LUNA16's FROC does; a diameter of -1 is taken as 10 mm")
 
 
 def check_coco_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -360,6 +337,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_input_args(parser)
     add_split_args(parser)
     add_coco_options(parser)
+    add_excluded_arg(parser, EXCLUDED_EFFECT)
     add_lung_mask_args(parser, LUNG_MASK_MODE_HELP, NO_LUNG_MASK_HELP)
     add_run_args(parser)
     args = parser.parse_args(argv)

@@ -12,7 +12,9 @@
 * **Negatives**: non-overlapping blocks of a ``P``-pixel grid, at least
   ``--min-lung-fraction`` lung and without any nodule pixel (of any nodule, however
   small its cross-section), from the nodule slices and ``--neg-slices`` other lung
-  slices of every scan, scans without nodules included.
+  slices of every scan, scans without nodules included. With ``--excluded``, a block on
+  an excluded finding is not a negative either: LUNA16 scores those as neither nodule nor
+  normal (its list holds nodules under 3 mm and lesions not all readers called nodules).
 * Per split, ``--counts`` is the total number of patches, half of each class: 1:1
   exactly (fewer of both when either class runs short, with a warning).
 * The split is the slice export's (``--splits OUT_COCO/splits.csv``), or computed the
@@ -62,20 +64,22 @@ if __package__ in (None, ''):  # run as a script: make the repository importable
 import numpy as np
 
 from data_prep.common import (SPLITS, LunaInputs, RunSummary, ScanJobBase, ScanSource,
-                              add_input_args, add_lung_mask_args, add_run_args, add_split_args,
-                              atomic_write_bytes, atomic_write_json, atomic_write_text,
-                              encode_png, load_inputs, process_scans, resolve_lung_mask_mode,
-                              run_cli, splits_for_inputs, write_splits_csv)
-from projects.lung_nodule.ct import (ScanReadError, locate_nodules, nodule_masks_on_slice,
-                                     select_nodule_slices, slice_to_uint8)
+                              add_excluded_arg, add_input_args, add_lung_mask_args, add_run_args,
+                              add_split_args, atomic_write_bytes, atomic_write_json,
+                              atomic_write_text, encode_png, load_inputs, process_scans,
+                              read_excluded, resolve_lung_mask_mode, run_cli, splits_for_inputs,
+                              write_splits_csv)
+from projects.lung_nodule.ct import (NoduleAnnotation, ScanReadError, locate_nodules,
+                                     nodule_masks_on_slice, select_nodule_slices, slice_to_uint8)
 from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE
 
-__all__ = ['CLASSES', 'PatchOptions', 'PatchScanJob', 'add_patch_options', 'check_patch_options',
+__all__ = ['CLASSES', 'EXCLUDED_EFFECT', 'PatchOptions', 'PatchScanJob', 'add_patch_options', 'check_patch_options',
            'collect_scan_patches', 'convert', 'dihedral', 'main', 'parse_args', 'patch_jobs',
            'patch_options', 'start_patch_output', 'write_patches']
 
 logger = logging.getLogger('data_prep')
 CLASSES = ('nodule', 'normal')
+EXCLUDED_EFFECT = 'no normal patch is drawn on one'
 RECORD_VERSION = 2  # 2: lung mask with per-lung convex hull; lung-mask modes
 _PATCH_NAME = re.compile(r'^.+_z\d{4,}_r\d+_c\d+(_t\d)?\.png$')
 
@@ -100,11 +104,16 @@ class PatchScanJob(ScanJobBase):
 
     negative_quota: int
     options: PatchOptions
+    excluded: tuple[NoduleAnnotation, ...] = ()  # no negative block on these
 
     def fingerprint(self) -> str:
         """Hash of everything the scan's candidates depend on."""
+        # the excluded findings only when there are some: exports made before the
+        # option existed stay valid
+        extra = ({'excluded': [(n.coord_xyz, n.diameter_mm) for n in self.excluded]}
+                 if self.excluded else {})
         return self.input_fingerprint(version=RECORD_VERSION, quota=self.negative_quota,
-                                      options=asdict(self.options))
+                                      options=asdict(self.options), **extra)
 
     @property
     def arrays_path(self) -> Path:
@@ -167,6 +176,9 @@ def collect_scan_patches(job: PatchScanJob, source: ScanSource | None = None) ->
         scan = source.scan
         geometry = scan.geometry
         located, problems = locate_nodules(geometry, job.nodules, job.mhd_path)
+        located_excluded, excluded_problems = locate_nodules(
+            geometry, job.excluded, job.mhd_path, source='annotations_excluded')
+        problems += excluded_problems
         num_slices, rows, cols = geometry.shape_zyx
         lungs = source.lungs
         nodule_slices = select_nodule_slices(located, num_slices, opts.slices_per_nodule)
@@ -215,7 +227,7 @@ def collect_scan_patches(job: PatchScanJob, source: ScanSource | None = None) ->
         others = sorted(rng.choice(lung_slices, size=min(opts.neg_slices, len(lung_slices)),
                                    replace=False).tolist()) if lung_slices else []
         p = opts.patch
-        candidates = []
+        candidates, on_excluded = [], 0
         for z in sorted(set(nodule_slices) | set(others)):
             # A fresh grid offset per slice: blocks of one slice never overlap, and
             # different slices sample different positions.
@@ -233,6 +245,12 @@ def collect_scan_patches(job: PatchScanJob, source: ScanSource | None = None) ->
                 >= opts.min_lung_fraction
             if nodule_px is not None:
                 keep &= _block_sums(nodule_px, off_r, off_c, len(grid_r), len(grid_c), p) == 0
+            excluded_cut = nodule_masks_on_slice(located_excluded, z, geometry)
+            if excluded_cut:
+                excluded_px = np.logical_or.reduce([m for _, m in excluded_cut])
+                clear = _block_sums(excluded_px, off_r, off_c, len(grid_r), len(grid_c), p) == 0
+                on_excluded += int((keep & ~clear).sum())
+                keep &= clear
             candidates += [(z, grid_r[i], grid_c[j]) for i, j in np.argwhere(keep).tolist()]
         take = rng.permutation(len(candidates))[:job.negative_quota]
         neg = [candidates[i] for i in sorted(take)]
@@ -250,6 +268,7 @@ def collect_scan_patches(job: PatchScanJob, source: ScanSource | None = None) ->
         counts = {'nodules': len(job.nodules), 'nodules_located': len(located),
                   'nodules_outside_volume': len(job.nodules) - len(located),
                   'positive_bases': len(pos_meta), 'negative_candidates': len(candidates),
+                  'negative_blocks_on_excluded': on_excluded,
                   'negatives_kept': len(neg), 'nodules_without_positive': len(located) - len(given)}
         record = {'fingerprint': job.fingerprint(), 'seriesuid': job.seriesuid,
                   'counts': counts, 'problems': problems}
@@ -326,9 +345,12 @@ def _write_split(out_dir: Path, split: str, scans: list[str], opts: PatchOptions
 
 
 def patch_jobs(args: argparse.Namespace, inputs: LunaInputs, splits: dict[str, str],
-               out_dir: Path) -> list[PatchScanJob]:
-    """One job per scan with a split; each split's negative quota spread over its scans."""
+               out_dir: Path, excluded: dict[str, list[NoduleAnnotation]] | None = None
+               ) -> list[PatchScanJob]:
+    """One job per scan with a split; each split's negative quota spread over its scans
+    (``excluded`` from :func:`~data_prep.common.read_excluded`)."""
     options = patch_options(args)
+    excluded = excluded or {}
     counts = dict(zip(SPLITS, args.counts))
     scans_per_split = {s: sum(1 for v in splits.values() if v == s) for s in SPLITS}
     jobs = []
@@ -337,7 +359,8 @@ def patch_jobs(args: argparse.Namespace, inputs: LunaInputs, splits: dict[str, s
         quota = math.ceil(2.0 * (counts[split] // 2) / max(scans_per_split[split], 1))
         jobs.append(PatchScanJob(seriesuid=uid, mhd_path=inputs.scans[uid],
                                  nodules=tuple(inputs.nodules[uid]), out_dir=out_dir,
-                                 negative_quota=quota, options=options))
+                                 negative_quota=quota, options=options,
+                                 excluded=tuple(excluded.get(uid, ()))))
     return jobs
 
 
@@ -398,7 +421,7 @@ def convert(args: argparse.Namespace, summary: RunSummary) -> bool:
         summary.warn('no scan has a split')
         return False
     start_patch_output(out_dir, args.lung_mask_mode, splits)
-    jobs = patch_jobs(args, inputs, splits, out_dir)
+    jobs = patch_jobs(args, inputs, splits, out_dir, read_excluded(args.excluded, summary))
     records = process_scans(jobs, collect_scan_patches, args, summary,
                             desc='scans -> patch candidates')
     write_patches(args, records, splits, out_dir, summary)
@@ -441,6 +464,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              'computed from --split/--split-seed like luna16_to_coco.py does')
     add_split_args(parser)
     add_patch_options(parser)
+    add_excluded_arg(parser, EXCLUDED_EFFECT)
     add_lung_mask_args(parser, f'blank: pixels outside the lung mask set to 0; filter: kept. Use '
                                f'the mode of the COCO export the detector is trained on (default '
                                f'{DEFAULT_LUNG_MASK_MODE})',

@@ -154,3 +154,50 @@ def test_resume_reuses_candidates(exported, tmp_path):
     assert summary['scans_resumed'] == summary['scans_processed'] == NUM_SCANS
     with open(out / 'manifest.csv', newline='') as handle:
         assert list(csv.DictReader(handle)) == manifest
+
+
+def _blocks_on_findings(root: Path, manifest: list[dict], findings: dict) -> int:
+    """Normal patches that hold a pixel of one of ``findings`` (seriesuid -> [(centre, d)])."""
+    hits = 0
+    for row in manifest:
+        uid = row['seriesuid']
+        if row['label'] != 'normal' or uid not in findings:
+            continue
+        z, r, c = int(row['z_index']), int(row['row']), int(row['col'])
+        entry = _entry(root, uid, z)
+        rows, cols = read_scan(root / 'subset0' / f'{uid}.mhd').array.shape[1:]
+        block = (slice(r - 25, r + 25), slice(c - 25, c + 25))
+        hits += any(sphere_mask_from_world(entry, rows, cols, centre, d)[block].any()
+                    for centre, d in findings[uid])
+    return hits
+
+
+def test_excluded_findings_give_no_normal_patch(exported, tmp_path):
+    """``--excluded``: no normal patch on a finding LUNA16 leaves out of its scoring (a
+    diameter of -1 drawn as 10 mm); without the option the synthetic masses give some; the
+    nodule candidates stay as they were; a bad row is named."""
+    root, out, manifest = exported
+    findings = read_annotations_csv(root / 'annotations_excluded.csv')
+    assert _blocks_on_findings(root, manifest, findings) > 0  # what the option prevents
+    uid = next(u for u, n in sorted(read_annotations_csv(root / 'annotations.csv').items()) if n)
+    centre = next(iter(read_annotations_csv(root / 'annotations.csv')[uid]))[0]
+    beside = (centre[0] + 40.0, centre[1], centre[2])  # in the lung, on the nodule's slices
+    excluded = tmp_path / 'annotations_excluded.csv'
+    excluded.write_text((root / 'annotations_excluded.csv').read_text()
+                        + f'{uid},{beside[0]},{beside[1]},{beside[2]},-1\n{uid},nan,0,0,5\n')
+    out2 = tmp_path / 'patches'
+    assert luna16_to_patches.main([
+        '--luna-root', str(root), '--annotations', str(root / 'annotations.csv'),
+        '--out', str(out2), '--splits', str(root / 'coco' / 'splits.csv'),
+        '--counts', *map(str, COUNTS), '--workers', '2', '--excluded', str(excluded)]) == 0
+    with open(out2 / 'manifest.csv', newline='') as handle:
+        manifest2 = list(csv.DictReader(handle))
+    findings.setdefault(uid, []).append((beside, 10.0))
+    assert _blocks_on_findings(root, manifest2, findings) == 0
+    summary = json.loads((out2 / 'summary.json').read_text())
+    before = json.loads((out / 'summary.json').read_text())
+    assert summary['counts']['positive_bases'] == before['counts']['positive_bases']
+    assert summary['counts']['excluded_rows'] == sum(map(len, findings.values()))
+    assert summary['counts']['negative_blocks_on_excluded'] > 0
+    bad_line = len(excluded.read_text().splitlines())
+    assert any(f'line {bad_line}' in w and 'coordinates' in w for w in summary['problems'])

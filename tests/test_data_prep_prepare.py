@@ -42,10 +42,12 @@ def data(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('mode', ['blank', 'filter'])
-def test_one_pass_equals_two_commands(data, tmp_path, mode):
+@pytest.mark.parametrize('mode, excluded', [('blank', True), ('filter', False)])
+def test_one_pass_equals_two_commands(data, tmp_path, mode, excluded):
     common = ['--luna-root', str(data), '--annotations', str(data / 'annotations.csv'),
               '--lung-mask-mode', mode]
+    if excluded:  # ignore regions on the slices, no normal patch on an excluded finding
+        common += ['--excluded', str(data / 'annotations_excluded.csv')]
     two, one = tmp_path / 'two', tmp_path / 'one'
     assert luna16_to_coco.main(common + ['--out', str(two / 'coco')]) == 0
     assert luna16_to_patches.main(common + COUNTS + ['--out', str(two / 'patches'),
