@@ -507,7 +507,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             'data_prep/luna16_to_patches.py', '--luna-root', luna, '--annotations', annotations,
             '--out', patches, '--splits', splits_csv, '--counts', *args.patch_counts,
             # negatives from 32 lung slices per scan (not 8): enough normal blocks for
-            # the 1:1 balance from a few dozen 256 px scans
+            # the 1:1 balance from a few dozen 256 px scans. No --excluded: the synthetic
+            # ones are masses, and without them as normal patches the means over seeds
+            # moved by less than the spread of seeds, seed 0's size error above 1.5 mm
+            # (benchmarks/RESULTS.md, session 16)
             '--neg-slices', 32, '--workers', args.workers), [patches / 'manifest.csv']),
         Step('patch_train', 'patch classifier: train ResNet-18 (mmpretrain)', _py(
             'tools/train.py', PATCH_CONFIG, '--work-dir', patch_dir, '--cfg-options',
