@@ -69,13 +69,14 @@ from data_prep.common import (SPLITS, LunaInputs, RunSummary, ScanJobBase, ScanS
                               atomic_write_text, encode_png, load_inputs, process_scans,
                               read_excluded, resolve_lung_mask_mode, run_cli, splits_for_inputs,
                               write_splits_csv)
-from projects.lung_nodule.ct import (NoduleAnnotation, ScanReadError, locate_nodules,
-                                     nodule_masks_on_slice, select_nodule_slices, slice_to_uint8)
+from projects.lung_nodule.ct import (LocatedNodule, NoduleAnnotation, ScanGeometry,
+                                     ScanReadError, locate_nodules, nodule_masks_on_slice,
+                                     select_nodule_slices, slice_to_uint8)
 from projects.lung_nodule.ct.slice_image import DEFAULT_LUNG_MASK_MODE
 
-__all__ = ['CLASSES', 'EXCLUDED_EFFECT', 'PatchOptions', 'PatchScanJob', 'add_patch_options', 'check_patch_options',
-           'collect_scan_patches', 'convert', 'dihedral', 'main', 'parse_args', 'patch_jobs',
-           'patch_options', 'start_patch_output', 'write_patches']
+__all__ = ['CLASSES', 'EXCLUDED_EFFECT', 'PatchOptions', 'PatchScanJob', 'add_patch_options',
+           'check_patch_options', 'collect_scan_patches', 'convert', 'dihedral', 'main',
+           'parse_args', 'patch_jobs', 'patch_options', 'start_patch_output', 'write_patches']
 
 logger = logging.getLogger('data_prep')
 CLASSES = ('nodule', 'normal')
@@ -151,6 +152,16 @@ def _block_sums(mask: np.ndarray, r0: int, c0: int, nr: int, nc: int, p: int) ->
     """Set pixels of each ``p x p`` block of a grid starting at ``(r0, c0)``: int ``(nr, nc)``."""
     window = mask[r0:r0 + nr * p, c0:c0 + nc * p]
     return window.reshape(nr, p, nc, p).sum(axis=(1, 3))
+
+
+def _blocks_clear_of(findings: Sequence[LocatedNodule], z: int, geometry: ScanGeometry,
+                     grid: tuple[int, int, int, int, int]) -> np.ndarray:
+    """Blocks of ``grid`` (the arguments of :func:`_block_sums` after the mask) without a
+    pixel of ``findings`` on slice ``z``: bool ``(nr, nc)``."""
+    cut = nodule_masks_on_slice(findings, z, geometry)
+    if not cut:
+        return np.ones(grid[2:4], dtype=bool)
+    return _block_sums(np.logical_or.reduce([m for _, m in cut]), *grid) == 0
 
 
 def _uid_seed(seed: int, uid: str) -> list[int]:
@@ -233,24 +244,18 @@ def collect_scan_patches(job: PatchScanJob, source: ScanSource | None = None) ->
             # different slices sample different positions.
             off_r, off_c = (int(v) for v in rng.integers(0, p, size=2))
             lung = lungs.slice(z)
-            cut = nodule_masks_on_slice(located, z, geometry)
-            nodule_px = np.logical_or.reduce([m for _, m in cut]) if cut else None
             # All blocks of the grid at once (row-major order, as a loop over rows then
             # columns would give): lung fraction = lung pixels / block pixels, in float64,
             # as ``block.mean()`` computes it.
             grid_r, grid_c = range(off_r, rows - p + 1, p), range(off_c, cols - p + 1, p)
             if not grid_r or not grid_c:
                 continue
-            keep = _block_sums(lung, off_r, off_c, len(grid_r), len(grid_c), p) / (p * p) \
-                >= opts.min_lung_fraction
-            if nodule_px is not None:
-                keep &= _block_sums(nodule_px, off_r, off_c, len(grid_r), len(grid_c), p) == 0
-            excluded_cut = nodule_masks_on_slice(located_excluded, z, geometry)
-            if excluded_cut:
-                excluded_px = np.logical_or.reduce([m for _, m in excluded_cut])
-                clear = _block_sums(excluded_px, off_r, off_c, len(grid_r), len(grid_c), p) == 0
-                on_excluded += int((keep & ~clear).sum())
-                keep &= clear
+            grid = (off_r, off_c, len(grid_r), len(grid_c), p)
+            keep = _block_sums(lung, *grid) / (p * p) >= opts.min_lung_fraction
+            keep &= _blocks_clear_of(located, z, geometry, grid)
+            clear = _blocks_clear_of(located_excluded, z, geometry, grid)
+            on_excluded += int((keep & ~clear).sum())
+            keep &= clear
             candidates += [(z, grid_r[i], grid_c[j]) for i, j in np.argwhere(keep).tolist()]
         take = rng.permutation(len(candidates))[:job.negative_quota]
         neg = [candidates[i] for i in sorted(take)]
